@@ -1,0 +1,1 @@
+"""radserve.inference (see DESIGN.md)."""

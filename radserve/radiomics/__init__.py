@@ -1,0 +1,1 @@
+"""radserve.radiomics (see DESIGN.md)."""

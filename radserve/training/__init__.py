@@ -1,0 +1,1 @@
+"""radserve.training (see DESIGN.md)."""

@@ -1,0 +1,154 @@
+"""Shared fixtures: test data locations, the DICOM validator and a private Orthanc PACS.
+
+Tests that need ``../shared/data``, a Debian-packaged tool (dciodvfy, Orthanc) or a GPU skip
+with the reason printed on a user's machine. With ``RADSERVE_REQUIRE_ALL=1`` (set by CI) a
+missing data folder or tool fails the test instead, so CI never silently skips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEST_DATA = REPO_ROOT / "tests" / "data"
+SHARED_DATA = Path(os.environ.get("RADSERVE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+DEMO_STUDY = REPO_ROOT / "demo" / "study"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip (or, under ``RADSERVE_REQUIRE_ALL=1``, fail) the test when ``condition`` is false."""
+    if condition:
+        return
+    if os.environ.get("RADSERVE_REQUIRE_ALL") == "1":
+        pytest.fail(f"required in this run but missing: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The ``../shared/data`` folder with the larger real data sets."""
+    require(SHARED_DATA.is_dir(), f"shared data folder not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def demo_study() -> Path:
+    """The real CT study bundled with the repository (STS_002: CT series + RTSTRUCT)."""
+    assert DEMO_STUDY.is_dir(), "the bundled demo study is part of the repository"
+    return DEMO_STUDY
+
+
+@dataclass(frozen=True)
+class ValidatorReport:
+    """What dciodvfy said about one file."""
+
+    errors: list[str]
+    warnings: list[str]
+    output: str
+
+
+@pytest.fixture(scope="session")
+def dciodvfy() -> Callable[[Path], ValidatorReport]:
+    """A function running the dicom3tools validator on a file."""
+    exe = shutil.which("dciodvfy")
+    require(exe is not None, "dciodvfy not installed (Debian package dicom3tools)")
+
+    def run(path: Path) -> ValidatorReport:
+        proc = subprocess.run(
+            [str(exe), "-new", str(path)], capture_output=True, text=True, timeout=120
+        )
+        lines = (proc.stdout + proc.stderr).splitlines()
+        return ValidatorReport(
+            errors=[line for line in lines if line.startswith("Error")],
+            warnings=[line for line in lines if line.startswith("Warning")],
+            output="\n".join(lines),
+        )
+
+    return run
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class OrthancServer:
+    """A running private Orthanc."""
+
+    url: str
+
+    @property
+    def dicomweb_url(self) -> str:
+        return f"{self.url}/dicom-web"
+
+
+def _find_dicomweb_plugin() -> Path | None:
+    for folder in ("/usr/share/orthanc/plugins", "/usr/lib/orthanc"):
+        for candidate in sorted(Path(folder).glob("libOrthancDicomWeb.so*")):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
+    """Start a private Orthanc (loopback only, free port, temporary storage, DICOMweb)."""
+    exe = shutil.which("Orthanc") or (
+        "/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else None
+    )
+    require(exe is not None, "Orthanc not installed (Debian packages orthanc, orthanc-dicomweb)")
+    plugin = _find_dicomweb_plugin()
+    require(plugin is not None, "Orthanc DICOMweb plugin not installed (orthanc-dicomweb)")
+    root = tmp_path_factory.mktemp("orthanc")
+    http_port, dicom_port = _free_port(), _free_port()
+    config = {
+        "Name": "radserve-test",
+        "StorageDirectory": str(root / "storage"),
+        "IndexDirectory": str(root / "index"),
+        "HttpPort": http_port,
+        "DicomPort": dicom_port,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "HttpBindAddress": "127.0.0.1",
+        "DicomServerEnabled": False,
+        "Plugins": [str(plugin)],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "StudiesMetadata": "Full"},
+    }
+    config_path = root / "orthanc.json"
+    config_path.write_text(json.dumps(config))
+    log = (root / "orthanc.log").open("w")
+    proc = subprocess.Popen([str(exe), str(config_path)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{http_port}"
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/system", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    "Orthanc did not start: " + (root / "orthanc.log").read_text()[-2000:]
+                )
+            time.sleep(0.2)
+        yield OrthancServer(url=url)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
