@@ -36,7 +36,7 @@ def test_study_round_trip_through_orthanc(orthanc: OrthancServer, demo_study: Pa
 def test_unreachable_pacs_raises_clear_error(demo_study: Path) -> None:
     client = PacsClient(f"http://127.0.0.1:{_free_port()}/dicom-web", timeout_s=2)
     instances = list(iter_instances([demo_study / "image" / "000000.dcm"]))
-    with pytest.raises(PacsError, match="STOW-RS .* failed"):
+    with pytest.raises(PacsError, match=r"STOW-RS .* failed"):
         client.store(instances)
 
 
