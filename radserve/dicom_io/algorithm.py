@@ -56,5 +56,4 @@ def contributing_equipment(identity: AlgorithmIdentity) -> Sequence:
         f"{identity.name} {identity.version}"[:64],
         f"sha256:{identity.model_sha256}"[:64],
     ]
-    item.DeviceDescription = "AI segmentation; results require review by a qualified physician"
     return Sequence([item])
