@@ -56,3 +56,8 @@ class MultipleStacksError(InconsistentSeriesError):
 
 class MaskError(DicomIOError):
     """A mask (SEG, RTSTRUCT, NIfTI/NRRD label map) cannot be read onto the requested grid."""
+
+
+class MeasurementError(DicomIOError):
+    """Measurements cannot be computed or reported (grid mismatch, unknown label, nothing to
+    report)."""

@@ -1,0 +1,408 @@
+"""DICOM SR measurement reports (TID 1500) for the segments of a DICOM SEG.
+
+:func:`write_sr` writes a Comprehensive 3D SR with one Volumetric ROI measurement group
+(TID 1411) per segment: tracking identifier and UID, finding category and type from the
+segment's codes, a reference to the SEG segment and its source series, the algorithm, and the
+measurements (volume, mean / minimum / maximum / standard deviation of the intensity, plus any
+extra measurements such as radiomic features). :func:`read_sr_measurements` reads such a
+report back, tolerantly, as plain numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import highdicom as hd
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code as PydicomCode
+
+import radserve
+from radserve.dicom_io.algorithm import MANUFACTURER, AlgorithmIdentity, contributing_equipment
+from radserve.dicom_io.errors import MeasurementError
+from radserve.dicom_io.labelmap import Code, LabelMap, SegmentInfo
+from radserve.dicom_io.measurements import SegmentMeasurements, check_same_grid
+from radserve.dicom_io.reading import read_instance
+from radserve.dicom_io.series import ImageSeries
+from radserve.dicom_io.uids import derive_uid
+from radserve.dicom_io.volume import Volume
+
+logger = logging.getLogger(__name__)
+_V = TypeVar("_V")
+
+SEG_SOP_CLASS_UIDS = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation Storage
+        "1.2.840.10008.5.1.4.1.1.66.7",  # Label Map Segmentation Storage
+    }
+)
+
+# CID 100 "Quantitative Diagnostic Imaging Procedures", by Modality.
+_PROCEDURES: dict[str, PydicomCode] = {
+    "CT": codes.LN.CTUnspecifiedBodyRegion,
+    "MR": codes.LN.MRIUnspecifiedBodyRegion,
+    "PT": codes.LN.PETUnspecifiedBodyRegion,
+    "NM": codes.LN.NMUnspecifiedBodyRegion,
+}
+# CID 7469 "Generic Intensity and Size Measurements" concept and UCUM unit of the image
+# values, by Modality. Other modalities get no intensity statistics: there is no coded
+# concept for "an image value of unknown meaning".
+_INTENSITY: dict[str, tuple[PydicomCode, PydicomCode]] = {
+    "CT": (codes.DCM.AttenuationCoefficient, codes.UCUM.HounsfieldUnit),
+    "MR": (codes.DCM.MRSignalIntensity, codes.UCUM.NoUnits),
+}
+# CID 7464 "General Region of Interest Measurement Modifiers".
+_DERIVATIONS: tuple[tuple[str, PydicomCode], ...] = (
+    ("mean", codes.SCT.Mean),
+    ("minimum", codes.SCT.Minimum),
+    ("maximum", codes.SCT.Maximum),
+    ("std", codes.SCT.StandardDeviation),
+)
+# Patient and study attributes highdicom copies from the first evidence instance.
+_TYPE2_COPIED = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+)
+_SR_CLASSES: dict[str, type[hd.sr.EnhancedSR | hd.sr.ComprehensiveSR | hd.sr.Comprehensive3DSR]] = {
+    "1.2.840.10008.5.1.4.1.1.88.22": hd.sr.EnhancedSR,
+    "1.2.840.10008.5.1.4.1.1.88.33": hd.sr.ComprehensiveSR,
+    "1.2.840.10008.5.1.4.1.1.88.34": hd.sr.Comprehensive3DSR,
+}
+
+
+@dataclass(frozen=True)
+class NumericMeasurement:
+    """An additional measurement of one segment (e.g. a radiomic feature).
+
+    Attributes:
+        name: Concept name of the quantity (e.g. an IBSI or DCM code).
+        value: The value, in ``unit``.
+        unit: UCUM unit code (``Code("1", "UCUM", "no units")`` for dimensionless values).
+        description: Optional free text (e.g. the PyRadiomics feature name), written as the
+            algorithm parameter of the measurement.
+    """
+
+    name: Code
+    value: float
+    unit: Code
+    description: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.unit.scheme != "UCUM":
+            raise ValueError(f"{self.name.meaning}: the unit must be a UCUM code")
+        if not math.isfinite(self.value):
+            raise ValueError(f"{self.name.meaning}: the value must be a finite number")
+
+
+def sr_uids(source_series_instance_uid: str, algorithm: AlgorithmIdentity) -> tuple[str, str]:
+    """The deterministic (Series Instance UID, SOP Instance UID) of the SR for a series."""
+    parts = (source_series_instance_uid, algorithm.name, algorithm.version, "SR")
+    return derive_uid(*parts, "series"), derive_uid(*parts, "instance")
+
+
+def write_sr(
+    source: ImageSeries,
+    seg: Dataset,
+    labelmap: LabelMap,
+    measurements: Sequence[SegmentMeasurements],
+    *,
+    algorithm: AlgorithmIdentity,
+    series_number: int = 902,
+    extra_measurements: Mapping[int, Sequence[NumericMeasurement]] | None = None,
+) -> Dataset:
+    """Write a TID 1500 measurement report for the segments of ``seg``.
+
+    Args:
+        source: The image series that was segmented.
+        seg: The DICOM SEG written for ``labelmap``; each measured segment is matched to the
+            SEG segment with the same Segment Label.
+        labelmap: The label map, on the grid of ``source``.
+        measurements: One entry per segment to report (from
+            :func:`~radserve.dicom_io.measurements.measure_segments`).
+        algorithm: The model that produced the segmentation.
+        series_number: Series Number of the SR.
+        extra_measurements: Further measurements per label (e.g. radiomic features).
+
+    Returns:
+        The Comprehensive 3D SR dataset; its UIDs depend only on the source series and the
+        model name and version.
+
+    Raises:
+        MeasurementError: No measurements, a label or SEG segment that does not match, or a
+            SEG that does not belong to the source series.
+    """
+    volume = source.volume
+    if not source.headers or not volume.series_instance_uid:
+        raise MeasurementError("the source series has no headers or no Series Instance UID")
+    check_same_grid(volume, labelmap)
+    groups_input = _match_inputs(labelmap, measurements, extra_measurements or {})
+    segment_numbers = _segment_numbers(seg, volume)
+
+    modality = (volume.modality or "").upper()
+    intensity = _INTENSITY.get(modality)
+    if intensity is None:
+        logger.info("no intensity concept for modality %s: reporting volumes only", modality)
+    algorithm_id = hd.sr.AlgorithmIdentification(
+        name=algorithm.name,
+        version=algorithm.version,
+        family=codes.DCM.ArtificialIntelligence,
+    )
+    groups = []
+    for segment, measured, extras in groups_input:
+        seg_label = segment.name[:64]  # Segment Label is LO
+        if seg_label not in segment_numbers:
+            raise MeasurementError(f"the SEG has no segment labelled {seg_label!r}")
+        group_measurements = _group_measurements(measured, intensity, extras)
+        groups.append(
+            hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(
+                    uid=derive_uid(
+                        volume.series_instance_uid,
+                        algorithm.name,
+                        algorithm.version,
+                        "SR",
+                        "tracking",
+                        str(segment.label),
+                    ),
+                    identifier=segment.name,
+                ),
+                referenced_segment=hd.sr.ReferencedSegment(
+                    sop_class_uid=str(seg.SOPClassUID),
+                    sop_instance_uid=str(seg.SOPInstanceUID),
+                    segment_number=segment_numbers[seg_label],
+                    source_series=hd.sr.SourceSeriesForSegmentation(volume.series_instance_uid),
+                ),
+                finding_type=_coded(segment.type),
+                finding_category=_coded(segment.category),
+                algorithm_id=algorithm_id,
+                measurements=group_measurements,
+            )
+        )
+
+    device = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=derive_uid("device", algorithm.name, algorithm.version),
+            name=MANUFACTURER,
+            manufacturer_name=MANUFACTURER,
+            model_name=f"{algorithm.name} {algorithm.version}",
+        ),
+    )
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=device),
+        procedure_reported=_PROCEDURES.get(modality, codes.SCT.ImagingProcedure),
+        imaging_measurements=groups,
+    )
+    series_instance_uid, sop_instance_uid = sr_uids(volume.series_instance_uid, algorithm)
+    try:
+        with warnings.catch_warnings():
+            # highdicom warns with the Patient's Name itself when it has one component: PHI.
+            warnings.filterwarnings("ignore", message=".*person name", category=UserWarning)
+            sr = hd.sr.Comprehensive3DSR(
+                evidence=[_with_type2_attributes(source.headers[0]), *source.headers[1:], seg],
+                content=report[0],
+                series_instance_uid=series_instance_uid,
+                series_number=series_number,
+                sop_instance_uid=sop_instance_uid,
+                instance_number=1,
+                manufacturer=MANUFACTURER,
+                is_complete=True,
+            )
+    except (AttributeError, ValueError) as exc:
+        raise MeasurementError(f"cannot build the SR document: {exc}") from exc
+    sr.ManufacturerModelName = f"{algorithm.name} {algorithm.version}"[:64]
+    sr.SoftwareVersions = algorithm.software_versions[:64]
+    sr.SeriesDescription = (
+        f"AI measurements ({algorithm.name} {algorithm.version}) - requires review"[:64]
+    )
+    sr.ContributingEquipmentSequence = [
+        *sr.get("ContributingEquipmentSequence", []),
+        *contributing_equipment(algorithm),
+    ]
+    return sr
+
+
+def read_sr_measurements(sr: Dataset | str | Path) -> dict[str, dict[str, float]]:
+    """Read the numeric measurements of a TID 1500 measurement report.
+
+    Tolerant of reports written by other tools (dcmqi, highdicom, vendors): volumetric,
+    planar and image-level measurement groups are all read, and measurements without a
+    numeric value are skipped.
+
+    Args:
+        sr: An SR dataset or the path of an SR file.
+
+    Returns:
+        ``{tracking identifier (the segment name): {measurement: value}}``. A measurement is
+        keyed by its concept name meaning, followed by the derivation in parentheses when it
+        has one (``"Volume"``, ``"Attenuation Coefficient (Mean)"``). A repeated key gets a
+        ``" #2"``, ``" #3"`` suffix.
+
+    Raises:
+        MeasurementError: The input is not an SR measurement report (TID 1500).
+    """
+    dataset = sr if isinstance(sr, Dataset) else read_instance(Path(sr))
+    sop_class_uid = str(dataset.get("SOPClassUID", ""))
+    sr_class = _SR_CLASSES.get(sop_class_uid)
+    if sr_class is None:
+        raise MeasurementError(f"SOP Class {sop_class_uid} is not an SR class radserve reads")
+    try:
+        content = sr_class.from_dataset(dataset, copy=True).content
+        if not isinstance(content, hd.sr.MeasurementReport):
+            raise MeasurementError("the SR is not a TID 1500 measurement report")
+        groups = [
+            *content.get_volumetric_roi_measurement_groups(),
+            *content.get_planar_roi_measurement_groups(),
+            *content.get_image_measurement_groups(),
+        ]
+        result: dict[str, dict[str, float]] = {}
+        for number, group in enumerate(groups, start=1):
+            name = group.tracking_identifier or group.tracking_uid or f"group {number}"
+            values: dict[str, float] = {}
+            for measurement in group.get_measurements():
+                value = _numeric_value(measurement)
+                if value is not None:
+                    _put_unique(values, _measurement_key(measurement), value)
+            _put_unique(result, str(name), values)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+        raise MeasurementError(f"not a readable TID 1500 measurement report: {exc}") from exc
+    return result
+
+
+def _match_inputs(
+    labelmap: LabelMap,
+    measurements: Sequence[SegmentMeasurements],
+    extra_measurements: Mapping[int, Sequence[NumericMeasurement]],
+) -> list[tuple[SegmentInfo, SegmentMeasurements, Sequence[NumericMeasurement]]]:
+    if not measurements:
+        raise MeasurementError("no measurements to report: no segment has any voxel")
+    segments = {s.label: s for s in labelmap.segments}
+    labels = [m.label for m in measurements]
+    unknown = sorted(set(labels) - set(segments))
+    if unknown:
+        raise MeasurementError(f"measurements for labels not in the label map: {unknown}")
+    if len(set(labels)) != len(labels):
+        raise MeasurementError("more than one set of measurements for the same label")
+    orphans = sorted(set(extra_measurements) - set(labels))
+    if orphans:
+        raise MeasurementError(f"extra measurements for labels without measurements: {orphans}")
+    return [(segments[m.label], m, extra_measurements.get(m.label, ())) for m in measurements]
+
+
+def _segment_numbers(seg: Dataset, volume: Volume) -> dict[str, int]:
+    """Segment Number by Segment Label; checks that ``seg`` belongs to ``volume``."""
+    if str(seg.get("SOPClassUID", "")) not in SEG_SOP_CLASS_UIDS or "SOPInstanceUID" not in seg:
+        raise MeasurementError("the referenced object is not a DICOM SEG")
+    seg_frame = seg.get("FrameOfReferenceUID")
+    if (
+        volume.frame_of_reference_uid
+        and seg_frame
+        and str(seg_frame) != volume.frame_of_reference_uid
+    ):
+        raise MeasurementError("the SEG is in another Frame of Reference than the source series")
+    referenced = {
+        str(item.get("SeriesInstanceUID", "")) for item in seg.get("ReferencedSeriesSequence", [])
+    }
+    if referenced and volume.series_instance_uid not in referenced:
+        raise MeasurementError("the SEG does not reference the source series")
+    numbers: dict[str, int] = {}
+    duplicates: set[str] = set()
+    for item in seg.get("SegmentSequence", []):
+        label = str(item.get("SegmentLabel", ""))
+        if label in numbers:
+            duplicates.add(label)
+        numbers[label] = int(item.SegmentNumber)
+    for label in duplicates:
+        del numbers[label]  # ambiguous: reported as missing if measured
+    return numbers
+
+
+def _group_measurements(
+    measured: SegmentMeasurements,
+    intensity: tuple[PydicomCode, PydicomCode] | None,
+    extras: Sequence[NumericMeasurement],
+) -> list[hd.sr.Measurement]:
+    items = [
+        hd.sr.Measurement(
+            name=codes.SCT.Volume,
+            value=float(measured.volume_mm3),
+            unit=codes.UCUM.CubicMillimeter,
+        )
+    ]
+    if intensity is not None:
+        concept, unit = intensity
+        items.extend(
+            hd.sr.Measurement(
+                name=concept,
+                value=float(getattr(measured, attribute)),
+                unit=unit,
+                derivation=derivation,
+            )
+            for attribute, derivation in _DERIVATIONS
+        )
+    for extra in extras:
+        algorithm_id = None
+        if extra.description:
+            algorithm_id = hd.sr.AlgorithmIdentification(
+                name=MANUFACTURER, version=radserve.__version__, parameters=[extra.description]
+            )
+        items.append(
+            hd.sr.Measurement(
+                name=_coded(extra.name),
+                value=float(extra.value),
+                unit=_coded(extra.unit),
+                algorithm_id=algorithm_id,
+            )
+        )
+    return items
+
+
+def _with_type2_attributes(header: Dataset) -> Dataset:
+    """A copy of ``header`` with the Patient and Study attributes the SR copies present.
+
+    They are Type 2 (required, may be empty) but de-identified or careless sources drop them.
+    """
+    header = Dataset(header)  # a shallow copy: the source header is not changed
+    for keyword in _TYPE2_COPIED:
+        if keyword not in header:
+            setattr(header, keyword, "")
+    return header
+
+
+def _coded(code: Code) -> hd.sr.CodedConcept:
+    return hd.sr.CodedConcept(value=code.value, scheme_designator=code.scheme, meaning=code.meaning)
+
+
+def _numeric_value(measurement: hd.sr.Measurement) -> float | None:
+    """The value, or None for a NUM item that has a qualifier instead of a value."""
+    item = measurement[0]
+    if not item.get("MeasuredValueSequence"):
+        return None
+    return float(measurement.value)
+
+
+def _measurement_key(measurement: hd.sr.Measurement) -> str:
+    meaning = str(measurement.name.meaning)
+    derivation = measurement.derivation
+    return f"{meaning} ({derivation.meaning})" if derivation is not None else meaning
+
+
+def _put_unique(mapping: dict[str, _V], key: str, value: _V) -> None:
+    unique, count = key, 1
+    while unique in mapping:
+        count += 1
+        unique = f"{key} #{count}"
+    mapping[unique] = value
