@@ -1,74 +1,95 @@
-"""Grouping instances into series and building a :class:`Volume` from one series."""
+"""Grouping instances into studies and series, and building a :class:`Volume` from one series.
+
+A series becomes a volume only if its images form one regular stack of parallel slices. The
+checks run in this order, and the first that fails raises its own error:
+
+1. grey-scale images with Image Position / Orientation (Patient) and Pixel Spacing, no
+   localizer (:class:`NotAVolumeError`), in one Frame of Reference
+   (:class:`InconsistentSeriesError`);
+2. one Image Orientation (Patient) (:class:`MixedOrientationError`);
+3. one matrix size and Pixel Spacing (:class:`MixedMatrixSizeError`);
+4. at least ``min_slices`` distinct positions along the slice normal (:class:`NotAVolumeError`);
+5. one image per position: several images at every position are several stacks (echoes,
+   time points, diffusion directions: :class:`MultipleStacksError`), at only some positions
+   duplicates (:class:`DuplicatePositionError`);
+6. uniform slice spacing (:class:`MissingSlicesError`);
+7. slice positions on a line along the normal, not sheared (:class:`GantryTiltError`).
+
+Slices are ordered by position along the normal (Image Orientation row x column), so the
+volume's direction is (row, column, normal), a right-handed frame in any patient position;
+the slice spacing is the distance between positions along the normal, never Slice
+Thickness. Voxel values are in modality units (Rescale Slope / Intercept applied): int16
+when the rescale is integral, the same for every slice and its results fit, else float32.
+
+Several stacks in one series (an fMRI or diffusion series, multi-echo) are refused rather
+than split: choosing one is the caller's decision, not a guess made here.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
+import logging
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 
+from radserve.dicom_io.enhanced import (
+    ImagePlane,
+    code_strings,
+    planes_of_instance,
+    sop_instance_uid_of,
+    stack_attributes,
+)
 from radserve.dicom_io.errors import (
     DuplicatePositionError,
+    GantryTiltError,
+    InconsistentSeriesError,
+    InvalidDicomError,
     MissingSlicesError,
+    MixedMatrixSizeError,
     MixedOrientationError,
+    MultipleStacksError,
     NotAVolumeError,
 )
 from radserve.dicom_io.reading import decode_pixel_arrays, iter_instances
 from radserve.dicom_io.volume import Volume
 
+logger = logging.getLogger(__name__)
+
+MIN_SLICES = 3
+"""Fewest slices accepted as a volume by default (fewer are localizers or partial series)."""
+
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_ORIENTATION_ATOL = 1e-3  # direction cosines; about 0.06 degrees
+_UNIT_VECTOR_ATOL = 1e-2
+_POSITION_ATOL_MM = 0.01  # closer along the normal than this: the same position
+_SPACING_ATOL_MM = 0.01
+_SPACING_RTOL = 0.01
+_SHEAR_PIXEL_FRACTION = 0.1  # in-plane shift tolerated at any slice, in pixels ...
+_SHEAR_SLOPE = 5e-4  # ... plus this per mm along the normal (about 0.03 degrees)
+_INT16 = np.iinfo(np.int16)
+
 
 def group_series(instances: Iterable[Dataset]) -> dict[str, list[Dataset]]:
-    """Group instances by Series Instance UID."""
+    """Group instances by Series Instance UID (a blank UID is a group of its own)."""
     groups: dict[str, list[Dataset]] = defaultdict(list)
     for ds in instances:
-        groups[str(ds.get("SeriesInstanceUID", ""))].append(ds)
+        groups[str(ds.get("SeriesInstanceUID", "") or "")].append(ds)
     return dict(groups)
 
 
-def volume_from_instances(instances: Sequence[Dataset]) -> Volume:
-    """Build a volume from the single-frame instances of one series."""
-    slices = [ds for ds in instances if "ImagePositionPatient" in ds and "PixelData" in ds]
-    if len(slices) < 2:
-        raise NotAVolumeError("a volume needs at least two slices with geometry")
-    iop = np.asarray(slices[0].ImageOrientationPatient, dtype=float)
-    for ds in slices:
-        if not np.allclose(np.asarray(ds.ImageOrientationPatient, dtype=float), iop, atol=1e-4):
-            raise MixedOrientationError("slices have different Image Orientation (Patient)")
-    row_dir, col_dir = iop[:3], iop[3:]
-    normal = np.cross(row_dir, col_dir)
-    positions = np.asarray([ds.ImagePositionPatient for ds in slices], dtype=float)
-    order = np.argsort(positions @ normal)
-    slices = [slices[i] for i in order]
-    positions = positions[order]
-    gaps = np.diff(positions @ normal)
-    if np.any(gaps < 1e-3):
-        raise DuplicatePositionError("two or more slices share the same position")
-    if not np.allclose(gaps, gaps.mean(), rtol=0.01, atol=0.01):
-        raise MissingSlicesError("slice spacing is not uniform: slices are missing")
-    ps = [float(v) for v in slices[0].PixelSpacing]
-    arrays = []
-    for ds, stored in zip(slices, decode_pixel_arrays(slices), strict=True):
-        pixels = stored.astype(np.float32)
-        slope = float(ds.get("RescaleSlope", 1) or 1)
-        intercept = float(ds.get("RescaleIntercept", 0) or 0)
-        arrays.append(pixels * slope + intercept)
-    array = np.stack(arrays)
-    direction = np.column_stack([row_dir, col_dir, normal])
-    return Volume(
-        array=array,
-        spacing_mm=(ps[1], ps[0], float(gaps.mean())),
-        origin_mm=(float(positions[0][0]), float(positions[0][1]), float(positions[0][2])),
-        direction=direction,
-        frame_of_reference_uid=str(slices[0].get("FrameOfReferenceUID", "")) or None,
-        study_instance_uid=str(slices[0].get("StudyInstanceUID", "")) or None,
-        series_instance_uid=str(slices[0].get("SeriesInstanceUID", "")) or None,
-        sop_instance_uids=tuple(str(ds.SOPInstanceUID) for ds in slices),
-        modality=str(slices[0].get("Modality", "")) or None,
-        sop_class_uid=str(slices[0].get("SOPClassUID", "")) or None,
-    )
+def group_by_study(instances: Iterable[Dataset]) -> dict[str, dict[str, list[Dataset]]]:
+    """Group instances by Study Instance UID, then by Series Instance UID."""
+    studies: dict[str, list[Dataset]] = defaultdict(list)
+    for ds in instances:
+        studies[str(ds.get("StudyInstanceUID", "") or "")].append(ds)
+    return {study_uid: group_series(members) for study_uid, members in studies.items()}
 
 
 @dataclass(frozen=True)
@@ -86,28 +107,420 @@ class ImageSeries:
     headers: tuple[Dataset, ...]
 
 
+def volume_from_instances(instances: Sequence[Dataset], *, min_slices: int = MIN_SLICES) -> Volume:
+    """Build a volume from the instances of one series (single-frame or enhanced multi-frame).
+
+    Args:
+        instances: The series' instances, in any order; instances without pixel data are
+            ignored and an instance given twice (same SOP Instance UID) counts once.
+        min_slices: Fewest distinct slice positions accepted (at least 2).
+
+    Raises:
+        InconsistentSeriesError: A subclass naming why the images are not one regular volume.
+    """
+    return _reconstruct(instances, min_slices=min_slices)[0]
+
+
+def image_series_from_instances(
+    instances: Sequence[Dataset], *, min_slices: int = MIN_SLICES
+) -> ImageSeries:
+    """Like :func:`volume_from_instances`, also returning the headers in slice order."""
+    volume, sources = _reconstruct(instances, min_slices=min_slices)
+    return ImageSeries(volume=volume, headers=tuple(_strip_pixels(ds) for ds in sources))
+
+
+def _reconstruct(instances: Sequence[Dataset], *, min_slices: int) -> tuple[Volume, list[Dataset]]:
+    """The volume and its source instances in slice order (each once)."""
+    if min_slices < 2:
+        raise ValueError(
+            f"min_slices must be at least 2 to define a slice spacing, got {min_slices}"
+        )
+    images = _image_instances(instances)
+    planes: list[ImagePlane] = []
+    sources: list[tuple[int, int]] = []  # (instance index, frame index) of each plane
+    for index, ds in enumerate(images):
+        for frame, plane in enumerate(planes_of_instance(ds)):
+            planes.append(plane)
+            sources.append((index, frame))
+    _check_images(images, planes)
+    stack = _stack_geometry(
+        planes,
+        [(images[i], planes[k].frame_number) for k, (i, _) in enumerate(sources)],
+        min_slices=min_slices,
+    )
+    ordered = [planes[i] for i in stack.order]
+    array = _stack_pixels(images, ordered, [sources[i] for i in stack.order])
+    first = images[sources[stack.order[0]][0]]
+    frame_numbers = tuple(p.frame_number for p in ordered if p.frame_number is not None)
+    volume = Volume(
+        array=array,
+        spacing_mm=stack.spacing_mm,
+        origin_mm=stack.origin_mm,
+        direction=stack.direction,
+        frame_of_reference_uid=_uid(first, "FrameOfReferenceUID"),
+        study_instance_uid=_uid(first, "StudyInstanceUID"),
+        series_instance_uid=_uid(first, "SeriesInstanceUID"),
+        sop_instance_uids=tuple(p.sop_instance_uid for p in ordered),
+        modality=_uid(first, "Modality"),
+        sop_class_uid=_sop_class_uid(first),
+        frame_numbers=frame_numbers if len(frame_numbers) == len(ordered) else (),
+    )
+    used = dict.fromkeys(sources[i][0] for i in stack.order)  # ordered, unique
+    return volume, [images[i] for i in used]
+
+
+def read_image_series(path: str | Path, *, min_slices: int = MIN_SLICES) -> ImageSeries:
+    """Read the one image series under ``path`` (folder, file, or zip) with its headers.
+
+    Raises:
+        NotAVolumeError: ``path`` holds no image series or several.
+        InconsistentSeriesError: A subclass naming why the series is not one regular volume.
+    """
+    groups = group_series(ds for ds in iter_instances([path]) if _has_pixels(ds))
+    if not groups:
+        raise NotAVolumeError("no DICOM image instances found")
+    if len(groups) > 1:
+        sizes = ", ".join(str(len(g)) for g in groups.values())
+        raise NotAVolumeError(
+            f"expected one image series, found {len(groups)} (with {sizes} images); "
+            "convert one series folder at a time"
+        )
+    (instances,) = groups.values()
+    return image_series_from_instances(instances, min_slices=min_slices)
+
+
+def read_series(path: str | Path, *, min_slices: int = MIN_SLICES) -> Volume:
+    """Read the one image series under ``path`` (folder, file, or zip) as a volume."""
+    return read_image_series(path, min_slices=min_slices).volume
+
+
+# --- selecting and checking images -------------------------------------------------------
+
+
+def _has_pixels(ds: Dataset) -> bool:
+    return any(keyword in ds for keyword in _PIXEL_KEYWORDS)
+
+
+def _image_instances(instances: Sequence[Dataset]) -> list[Dataset]:
+    images: list[Dataset] = []
+    seen: set[str] = set()
+    repeated = 0
+    for ds in instances:
+        if not _has_pixels(ds):
+            continue
+        uid = sop_instance_uid_of(ds)
+        if uid and uid in seen:
+            repeated += 1
+            continue
+        seen.add(uid)
+        images.append(ds)
+    if repeated:
+        logger.info("ignored %d repeated instances (same SOP Instance UID)", repeated)
+    if not images:
+        raise NotAVolumeError("the series has no images with pixel data")
+    return images
+
+
+def _check_images(images: list[Dataset], planes: list[ImagePlane]) -> None:
+    for ds in images:
+        photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+        if int(ds.get("SamplesPerPixel", 1) or 1) != 1 or not photometric.startswith("MONO"):
+            raise NotAVolumeError(f"{photometric} colour images cannot form a grey-scale volume")
+        if "LOCALIZER" in [v.upper() for v in code_strings(ds, "ImageType")]:
+            raise NotAVolumeError("the series is a localizer (Image Type LOCALIZER)")
+    frames = {uid for ds in images for uid in code_strings(ds, "FrameOfReferenceUID")}
+    if len(frames) > 1:
+        raise InconsistentSeriesError(
+            f"the images belong to {len(frames)} different Frames of Reference"
+        )
+    n = len(planes)
+    unplaced = sum(p.image_position_mm is None or p.image_orientation is None for p in planes)
+    if unplaced:
+        raise NotAVolumeError(
+            f"{unplaced} of {n} images have no Image Position / Orientation (Patient)"
+        )
+    if any(p.pixel_spacing_mm is None for p in planes):
+        raise NotAVolumeError("images without Pixel Spacing cannot form a volume")
+
+
+# --- geometry ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _StackGeometry:
+    order: npt.NDArray[np.intp]
+    direction: npt.NDArray[np.float64]
+    origin_mm: tuple[float, float, float]
+    spacing_mm: tuple[float, float, float]
+
+
+def _stack_geometry(
+    planes: list[ImagePlane],
+    origins: list[tuple[Dataset, int | None]],
+    *,
+    min_slices: int,
+) -> _StackGeometry:
+    """Order the planes along their normal and check that they form one regular stack.
+
+    ``origins`` holds the source instance and frame number of each plane (for messages).
+    """
+    orientations = np.asarray([p.image_orientation for p in planes], dtype=np.float64)
+    if np.any(np.abs(orientations - orientations[0]) > _ORIENTATION_ATOL):
+        raise MixedOrientationError(_describe_orientations(orientations))
+    row, column = _orthonormal(orientations[0])
+    sizes = Counter((p.rows, p.columns) for p in planes)
+    if len(sizes) > 1:
+        listed = ", ".join(f"{r}x{c} ({k} images)" for (r, c), k in sizes.most_common())
+        raise MixedMatrixSizeError(f"the images differ in Rows x Columns: {listed}")
+    spacings = np.asarray([p.pixel_spacing_mm for p in planes], dtype=np.float64)
+    if np.any(np.abs(spacings - spacings[0]) > 1e-3):
+        found = Counter((round(float(a), 4), round(float(b), 4)) for a, b in spacings)
+        listed = ", ".join(f"{a}x{b} mm ({k} images)" for (a, b), k in found.most_common())
+        raise MixedMatrixSizeError(f"the images differ in Pixel Spacing: {listed}")
+    normal = np.cross(row, column)
+    positions = np.asarray([p.image_position_mm for p in planes], dtype=np.float64)
+    along = positions @ normal
+    order = np.argsort(along, kind="stable")
+    along = along[order]
+    group = np.concatenate([[0], np.cumsum(np.diff(along) > _POSITION_ATOL_MM)])
+    distinct = int(group[-1]) + 1
+    if distinct < min_slices:
+        raise NotAVolumeError(_describe_too_few(len(planes), distinct, min_slices))
+    if distinct < len(planes):
+        _raise_repeated_positions(origins, order, group, along)
+    _check_spacing(np.diff(along))
+    ps_row, ps_column = (float(v) for v in spacings[0])
+    _check_shear(positions[order], normal, min(ps_row, ps_column))
+    origin = positions[order[0]]
+    return _StackGeometry(
+        order=order,
+        direction=np.column_stack([row, column, normal]),
+        origin_mm=(float(origin[0]), float(origin[1]), float(origin[2])),
+        spacing_mm=(ps_column, ps_row, float((along[-1] - along[0]) / (len(along) - 1))),
+    )
+
+
+def _orthonormal(
+    orientation: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    row, column = orientation[:3], orientation[3:]
+    if (
+        abs(np.linalg.norm(row) - 1) > _UNIT_VECTOR_ATOL
+        or abs(np.linalg.norm(column) - 1) > _UNIT_VECTOR_ATOL
+        or abs(float(row @ column)) > _UNIT_VECTOR_ATOL
+    ):
+        raise NotAVolumeError(
+            f"Image Orientation (Patient) {_fmt(orientation)} is not two orthogonal unit vectors"
+        )
+    row = row / np.linalg.norm(row)
+    column = column - (column @ row) * row
+    return row, column / np.linalg.norm(column)
+
+
+def _describe_orientations(orientations: npt.NDArray[np.float64]) -> str:
+    found = Counter(tuple(np.round(o, 4).tolist()) for o in orientations)
+    listed = "; ".join(f"{_fmt(o)} ({k} images)" for o, k in found.most_common(4))
+    more = f" and {len(found) - 4} more" if len(found) > 4 else ""
+    return (
+        f"the {len(orientations)} images have {len(found)} different Image Orientation "
+        f"(Patient) values: {listed}{more}; a volume needs one stack of parallel slices"
+    )
+
+
+def _describe_too_few(images: int, distinct: int, min_slices: int) -> str:
+    if images == 1:
+        return f"a single image (e.g. a localizer) is not a volume; need {min_slices} slices"
+    if distinct == images:
+        return f"only {images} slices; a volume needs at least {min_slices}"
+    return (
+        f"the {images} images lie at only {distinct} distinct position(s) along the slice "
+        f"normal (e.g. a monitoring scan); a volume needs at least {min_slices}"
+    )
+
+
+def _raise_repeated_positions(
+    origins: list[tuple[Dataset, int | None]],
+    order: npt.NDArray[np.intp],
+    group: npt.NDArray[np.intp],
+    along: npt.NDArray[np.float64],
+) -> None:
+    counts = np.bincount(group)
+    repeated = int(np.argmax(counts > 1))
+    differ = _differing_attributes([origins[i] for i in order[group == repeated]])
+    if np.all(counts == counts[0]):
+        raise MultipleStacksError(
+            f"{len(origins)} images at {len(counts)} positions form {counts[0]} stacks of "
+            f"{len(counts)} slices, which {differ}; a volume needs one stack (select one "
+            "echo, time point or diffusion direction)"
+        )
+    shared = [float(along[np.argmax(group == g)]) for g in np.flatnonzero(counts > 1)]
+    listed = ", ".join(f"{v:.2f}" for v in shared[:5]) + (" ..." if len(shared) > 5 else "")
+    raise DuplicatePositionError(
+        f"{int(np.sum(counts[counts > 1]))} of {len(origins)} images share a position with "
+        f"another image ({len(shared)} positions, at {listed} mm along the slice normal), "
+        f"while {int(np.sum(counts == 1))} positions have one image; the images at a shared "
+        f"position {differ}"
+    )
+
+
+def _differing_attributes(origins: list[tuple[Dataset, int | None]]) -> str:
+    values: dict[str, list[str]] = defaultdict(list)
+    for ds, frame_number in origins:
+        for keyword, value in stack_attributes(ds, frame_number):
+            if value not in values[keyword]:
+                values[keyword].append(value)
+    differing = {k: v for k, v in values.items() if len(v) > 1}
+    if len(differing) > 1:
+        differing.pop("DimensionIndexValues", None)
+    if not differing:
+        return "no standard attribute tells apart (e.g. diffusion directions or time points)"
+    listed = "; ".join(
+        f"{k} ({', '.join(v[:4])}{', ...' if len(v) > 4 else ''})" for k, v in differing.items()
+    )
+    return f"differ in {listed}"
+
+
+def _check_spacing(gaps: npt.NDArray[np.float64]) -> None:
+    expected = float(np.median(gaps)) if len(gaps) >= 3 else float(np.min(gaps))
+    wrong = np.flatnonzero(np.abs(gaps - expected) > _SPACING_ATOL_MM + _SPACING_RTOL * expected)
+    if not len(wrong):
+        return
+    details = ", ".join(
+        f"{gaps[i]:.3f} mm between slices {i + 1} and {i + 2}"
+        + (f" (about {round(gaps[i] / expected) - 1} missing)" if gaps[i] > expected else "")
+        for i in wrong[:4]
+    )
+    more = f" and {len(wrong) - 4} more" if len(wrong) > 4 else ""
+    raise MissingSlicesError(
+        f"slice spacing is not uniform across {len(gaps) + 1} slices: expected {expected:.3f} mm, "
+        f"found {details}{more}; slices are missing or the spacing varies"
+    )
+
+
+def _check_shear(
+    positions: npt.NDArray[np.float64], normal: npt.NDArray[np.float64], pixel_mm: float
+) -> None:
+    offsets = positions - positions[0]
+    along = offsets @ normal
+    shift = np.linalg.norm(offsets - np.outer(along, normal), axis=1)
+    tolerance = _SHEAR_PIXEL_FRACTION * pixel_mm + _SHEAR_SLOPE * np.abs(along)
+    if np.all(shift <= tolerance):
+        return
+    span = float(along[-1] - along[0])
+    angle = float(np.degrees(np.arctan2(shift[-1], span)))
+    raise GantryTiltError(
+        f"the slices are sheared: their positions drift {shift[-1]:.2f} mm in-plane over "
+        f"{span:.2f} mm along the slice normal (a tilt of about {angle:.1f} degrees, e.g. "
+        "gantry/detector tilt); the volume would need resampling"
+    )
+
+
+# --- pixels ------------------------------------------------------------------------------
+
+
+def _stack_pixels(
+    images: list[Dataset], planes: list[ImagePlane], sources: list[tuple[int, int]]
+) -> npt.NDArray[Any]:
+    """Stack the frames in slice order, in modality units (Rescale Slope / Intercept applied).
+
+    int16 when the rescale is integral, the same for all slices and its result fits; else
+    float32.
+    """
+    rows, columns = planes[0].rows, planes[0].columns
+    frames = _decoded_frames(images, rows, columns)
+    slopes = np.asarray([p.rescale_slope for p in planes])
+    intercepts = np.asarray([p.rescale_intercept for p in planes])
+    slope, intercept = float(slopes[0]), float(intercepts[0])
+    shape = (len(planes), rows, columns)
+    if (
+        np.all(slopes == slope)
+        and np.all(intercepts == intercept)
+        and slope.is_integer()
+        and intercept.is_integer()
+        and all(np.issubdtype(f.dtype, np.integer) for f in frames)
+    ):
+        plan = _int16_plan(images, frames, int(slope), int(intercept))
+        if plan is not None:
+            out = np.empty(shape, dtype=np.int16)
+            for k, (i, f) in enumerate(sources):
+                if plan == "in place":
+                    out[k] = frames[i][f]
+                else:
+                    out[k] = frames[i][f].astype(np.int32) * int(slope) + int(intercept)
+            if plan == "in place" and slope != 1:
+                out *= np.int16(slope)
+            if plan == "in place" and intercept != 0:
+                out += np.int16(intercept)
+            return out
+    out32 = np.empty(shape, dtype=np.float32)
+    for k, ((i, f), plane) in enumerate(zip(sources, planes, strict=True)):
+        out32[k] = frames[i][f] * plane.rescale_slope + plane.rescale_intercept
+    return out32
+
+
+def _decoded_frames(images: list[Dataset], rows: int, columns: int) -> list[npt.NDArray[Any]]:
+    frames = []
+    for ds, pixels in zip(images, decode_pixel_arrays(images), strict=True):
+        count = int(ds.get("NumberOfFrames", 1) or 1)
+        if pixels.size != count * rows * columns:
+            raise InvalidDicomError(
+                f"decoded pixel data has shape {pixels.shape}, expected {count} frame(s) of "
+                f"{rows}x{columns}"
+            )
+        frames.append(pixels.reshape(count, rows, columns))
+    return frames
+
+
+def _int16_plan(
+    images: list[Dataset], frames: list[npt.NDArray[Any]], slope: int, intercept: int
+) -> str | None:
+    """How to rescale into int16: ``"in place"`` (stored values, the product and the result
+    all fit in int16), ``"int32"`` (only the result fits), or ``None`` (use float32)."""
+
+    def plan(low: int, high: int) -> str | None:
+        products = sorted((low * slope, high * slope))
+        results = (products[0] + intercept, products[1] + intercept)
+        if not (_INT16.min <= results[0] and results[1] <= _INT16.max):
+            return None
+        fits = _INT16.min <= min(low, products[0]) and max(high, products[1]) <= _INT16.max
+        return "in place" if fits else "int32"
+
+    # The decoders keep stored values within Bits Stored, so that range bounds them ...
+    bits = {
+        (int(ds.get("BitsStored", 16) or 16), int(ds.get("PixelRepresentation", 0) or 0))
+        for ds in images
+    }
+    low = min(-(2 ** (b - 1)) if signed else 0 for b, signed in bits)
+    high = max(2 ** (b - 1) - 1 if signed else 2**b - 1 for b, signed in bits)
+    found = plan(low, high)
+    if found == "in place":
+        return found
+    # ... but the values at hand may fit where the full range does not.
+    return plan(min(int(f.min()) for f in frames), max(int(f.max()) for f in frames))
+
+
+# --- metadata ----------------------------------------------------------------------------
+
+
+def _uid(ds: Dataset, keyword: str) -> str | None:
+    return str(ds.get(keyword, "") or "") or None
+
+
+def _sop_class_uid(ds: Dataset) -> str | None:
+    uid = _uid(ds, "SOPClassUID")
+    if uid is None and hasattr(ds, "file_meta"):
+        uid = _uid(ds.file_meta, "MediaStorageSOPClassUID")
+    return uid
+
+
+def _fmt(values: Iterable[float]) -> str:
+    return "[" + ", ".join(f"{float(v):.4g}" for v in values) + "]"
+
+
 def _strip_pixels(ds: Dataset) -> Dataset:
-    header = Dataset(ds)  # shallow copy of the elements
+    # A new element dict: Dataset(ds) would share (and so strip) the source's elements.
+    pixel_tags = {Tag(keyword) for keyword in _PIXEL_KEYWORDS}
+    header = Dataset({tag: elem for tag, elem in ds.items() if tag not in pixel_tags})
     if hasattr(ds, "file_meta"):
         header.file_meta = ds.file_meta
-    for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
-        if keyword in header:
-            del header[keyword]
     return header
-
-
-def read_image_series(path: str | Path) -> ImageSeries:
-    """Read the one image series under ``path`` (folder, file, or zip) with its headers."""
-    groups = group_series(ds for ds in iter_instances([path]) if "PixelData" in ds)
-    if len(groups) != 1:
-        raise NotAVolumeError(f"expected one image series, found {len(groups)}")
-    (instances,) = groups.values()
-    volume = volume_from_instances(instances)
-    by_uid = {str(ds.SOPInstanceUID): ds for ds in instances}
-    headers = tuple(_strip_pixels(by_uid[uid]) for uid in volume.sop_instance_uids)
-    return ImageSeries(volume=volume, headers=headers)
-
-
-def read_series(path: str | Path) -> Volume:
-    """Read the one image series under ``path`` (folder, file, or zip) as a volume."""
-    return read_image_series(path).volume
