@@ -42,3 +42,123 @@ def convert(
         raise typer.Exit(code=2) from exc
     volume.write_nifti(out)
     typer.echo(f"wrote {out} ({volume.shape[2]}x{volume.shape[1]}x{volume.shape[0]} voxels)")
+
+
+@app.command()
+def demo(
+    study_dir: Annotated[
+        Path, typer.Argument(help="Study folder with image/ (CT series) and an RTSTRUCT.")
+    ] = Path("demo/study"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-output"),
+) -> None:
+    """Run the DICOM pipeline end to end on a study and show what it produced."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from radserve.demo import run_demo
+    from radserve.dicom_io.errors import DicomIOError
+
+    console = Console()
+    try:
+        with console.status("running the DICOM pipeline on the study..."):
+            result = run_demo(study_dir, out)
+    except DicomIOError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+
+    names = {s.label: s.name for s in result.labelmap.segments}
+    table = Table(title="Segments")
+    for column in ("segment", "voxels", "volume (ml)", "mean", "min", "max", "std"):
+        table.add_column(column, justify="left" if column == "segment" else "right")
+    for m in result.measurements:
+        table.add_row(
+            names[m.label],
+            str(m.voxel_count),
+            f"{m.volume_mm3 / 1000:.2f}",
+            f"{m.mean:.1f}",
+            f"{m.minimum:.0f}",
+            f"{m.maximum:.0f}",
+            f"{m.std:.1f}",
+        )
+    console.print(table)
+
+    files = Table(title=f"Written to {out}")
+    files.add_column("object")
+    files.add_column("files", justify="right")
+    files.add_column("dciodvfy errors", justify="right")
+    for kind, paths in result.written.items():
+        errors = result.validator_errors
+        files.add_row(kind, str(len(paths)), "n/a" if errors is None else str(errors[kind]))
+    console.print(files)
+    status = "identical" if result.seg_round_trip_equal else "DIFFERENT"
+    console.print(f"SEG read back onto the CT grid: mask {status} to the source mask")
+    console.print(f"key slice overlay: {result.png}")
+    failed = not result.seg_round_trip_equal or (
+        result.validator_errors is not None and any(result.validator_errors.values())
+    )
+    if failed:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def deid(
+    inputs: Annotated[Path, typer.Argument(help="DICOM file, folder or zip to de-identify.")],
+    out: Annotated[Path, typer.Argument(help="Output folder (study/series/instance.dcm).")],
+    salt: Annotated[
+        str | None,
+        typer.Option(
+            "--salt",
+            envvar="RADSERVE_DEID_SALT",
+            show_envvar=True,
+            help="Secret (16+ characters) keying UIDs, pseudonyms and date shifts.",
+        ),
+    ] = None,
+    retain_uids: Annotated[bool, typer.Option(help="Retain UIDs Option.")] = False,
+    modified_dates: Annotated[
+        bool, typer.Option(help="Retain Longitudinal Temporal Information, Modified Dates.")
+    ] = False,
+    full_dates: Annotated[
+        bool, typer.Option(help="Retain Longitudinal Temporal Information, Full Dates.")
+    ] = False,
+    patient_characteristics: Annotated[
+        bool, typer.Option(help="Retain Patient Characteristics Option.")
+    ] = False,
+    device_identity: Annotated[bool, typer.Option(help="Retain Device Identity Option.")] = False,
+    institution_identity: Annotated[
+        bool, typer.Option(help="Retain Institution Identity Option.")
+    ] = False,
+    clean_descriptors: Annotated[bool, typer.Option(help="Clean Descriptors Option.")] = False,
+) -> None:
+    """De-identify DICOM (PS3.15 Basic Application Level Confidentiality Profile)."""
+    from radserve.dicom_io.deid import DeidOptions, deidentify_files, resolve_salt
+    from radserve.dicom_io.errors import DicomIOError
+
+    try:
+        options = DeidOptions(
+            salt=resolve_salt(salt),
+            retain_uids=retain_uids,
+            retain_longitudinal_modified_dates=modified_dates,
+            retain_longitudinal_full_dates=full_dates,
+            retain_patient_characteristics=patient_characteristics,
+            retain_device_identity=device_identity,
+            retain_institution_identity=institution_identity,
+            clean_descriptors=clean_descriptors,
+        )
+        report = deidentify_files(inputs, out, options=options)
+    except DicomIOError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(
+        f"wrote {len(report.written)} instance(s) in {report.series} series of "
+        f"{report.studies} study(ies) to {out}"
+    )
+    for skipped in report.skipped:
+        typer.echo(f"skipped {skipped.name}: {skipped.reason}", err=True)
+    if report.burned_in_annotation:
+        typer.echo(
+            f"warning: {report.burned_in_annotation} instance(s) flagged with burned-in "
+            "annotation; pixel data was not cleaned",
+            err=True,
+        )
+    if not report.written:
+        raise typer.Exit(code=1)

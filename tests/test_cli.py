@@ -37,3 +37,24 @@ def test_convert_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "error" in result.output.lower()
     assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_deid_refuses_to_run_without_a_salt(
+    tmp_path: Path, demo_study: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RADSERVE_DEID_SALT", raising=False)
+    result = runner.invoke(app, ["deid", str(demo_study), str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "salt" in result.output.lower()
+    assert not any((tmp_path / "out").rglob("*.dcm"))
+
+
+def test_deid_writes_every_instance_of_the_study(tmp_path: Path, demo_study: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["deid", str(demo_study), str(out), "--salt", "a-long-enough-secret-salt"]
+    )
+    assert result.exit_code == 0, result.output
+    n_inputs = len(list(demo_study.rglob("*.dcm")))
+    assert len(list(out.rglob("*.dcm"))) == n_inputs
+    assert f"wrote {n_inputs} instance(s) in 2 series of 1 study(ies)" in result.output

@@ -61,3 +61,7 @@ class MaskError(DicomIOError):
 class MeasurementError(DicomIOError):
     """Measurements cannot be computed or reported (grid mismatch, unknown label, nothing to
     report)."""
+
+
+class DeidentificationError(DicomIOError):
+    """De-identification cannot run as asked (no or weak salt, conflicting options)."""
