@@ -20,10 +20,11 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
 ) -> None:
     """radserve: DICOMweb AI inference server for radiology."""
+    # Libraries (highdicom, pydicom) log at INFO per attribute copied: keep them to warnings.
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("radserve").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 @app.command()

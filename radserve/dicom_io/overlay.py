@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from radserve.dicom_io.algorithm import MANUFACTURER, AlgorithmIdentity, contributing_equipment
+from radserve.dicom_io.derived import source_for_derivation
 from radserve.dicom_io.errors import DicomIOError
 from radserve.dicom_io.labelmap import LabelMap
 from radserve.dicom_io.render import SliceRenderer, window_from_headers
@@ -79,9 +80,6 @@ _COPIED_KEYWORDS = (
     "ClinicalTrialTimePointID",
     "ClinicalTrialTimePointDescription",
 )
-# Maximum value lengths of the string VRs above. Some archives hold over-long values (e.g. a
-# 17-character Study ID); the copy is cut so that the overlay itself is valid.
-_MAX_LENGTH = {"SH": 16, "LO": 64, "CS": 16}
 # Letters for the +/- directions of the L, P and H patient axes.
 _LPS_LETTERS = (("L", "R"), ("P", "A"), ("H", "F"))
 REVIEW_NOTE = "AI result - requires review by a qualified physician before diagnostic use."
@@ -90,18 +88,10 @@ REVIEW_NOTE = "AI result - requires review by a qualified physician before diagn
 def _patient_and_study(source: Dataset) -> Dataset:
     """The Patient, Study and laterality attributes of the source, as the overlay carries them."""
     copied = Dataset()
-    cut = []
+    derivable = source_for_derivation(source)
     for keyword in _COPIED_KEYWORDS:
-        if keyword not in source:
-            continue
-        element = copy.deepcopy(source[keyword])
-        limit = _MAX_LENGTH.get(element.VR)
-        if limit is not None and isinstance(element.value, str) and len(element.value) > limit:
-            cut.append(keyword)
-            element.value = element.value[:limit]
-        copied[keyword] = element
-    if cut:
-        logger.warning("source values longer than their VR allows were cut: %s", ", ".join(cut))
+        if keyword in derivable:
+            copied[keyword] = copy.deepcopy(derivable[keyword])
     # Laterality is required for a paired body part unless Image Laterality is sent; the
     # overlay states what the source states, and "unknown" (empty) when it says nothing.
     if source.get("Laterality"):

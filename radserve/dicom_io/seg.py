@@ -54,6 +54,7 @@ from pydicom.valuerep import DS, format_number_as_ds
 from scipy import ndimage
 
 from radserve.dicom_io.algorithm import MANUFACTURER, AlgorithmIdentity, contributing_equipment
+from radserve.dicom_io.derived import source_for_derivation
 from radserve.dicom_io.errors import DicomIOError, MaskError
 from radserve.dicom_io.labelmap import Code, LabelMap, SegmentInfo
 from radserve.dicom_io.reading import read_instance
@@ -139,7 +140,8 @@ def write_seg(
     binary = segmentation_type == "BINARY"
     numbers = list(range(1, len(segments) + 1)) if binary else [s.label for s in segments]
 
-    header = _stub_source(source.headers[0], frames[0])
+    derivable = source_for_derivation(source.headers[0])
+    header = _stub_source(derivable, frames[0])
     series_uid = str(header.SeriesInstanceUID)
     uid_parts = (series_uid, algorithm.name, algorithm.version, "SEG")
     stub = hd.seg.Segmentation(
@@ -165,7 +167,7 @@ def write_seg(
     )
     ds = Dataset(stub)
     ds.file_meta = stub.file_meta
-    _copy_patient_and_study(ds, source.headers[0])
+    _copy_patient_and_study(ds, derivable)
     _add_source_references(ds, frames, series_uid)
     ds.ContributingEquipmentSequence = DicomSequence(
         [*ds.get("ContributingEquipmentSequence", []), *contributing_equipment(algorithm)]

@@ -25,6 +25,7 @@ from pydicom.sr.coding import Code as PydicomCode
 
 import radserve
 from radserve.dicom_io.algorithm import MANUFACTURER, AlgorithmIdentity, contributing_equipment
+from radserve.dicom_io.derived import source_for_derivation
 from radserve.dicom_io.errors import MeasurementError
 from radserve.dicom_io.labelmap import Code, LabelMap, SegmentInfo
 from radserve.dicom_io.measurements import SegmentMeasurements, check_same_grid
@@ -65,17 +66,6 @@ _DERIVATIONS: tuple[tuple[str, PydicomCode], ...] = (
     ("std", codes.SCT.StandardDeviation),
 )
 # Patient and study attributes highdicom copies from the first evidence instance.
-_TYPE2_COPIED = (
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "AccessionNumber",
-    "StudyID",
-    "StudyDate",
-    "StudyTime",
-    "ReferringPhysicianName",
-)
 _SR_CLASSES: dict[str, type[hd.sr.EnhancedSR | hd.sr.ComprehensiveSR | hd.sr.Comprehensive3DSR]] = {
     "1.2.840.10008.5.1.4.1.1.88.22": hd.sr.EnhancedSR,
     "1.2.840.10008.5.1.4.1.1.88.33": hd.sr.ComprehensiveSR,
@@ -212,7 +202,7 @@ def write_sr(
             # highdicom warns with the Patient's Name itself when it has one component: PHI.
             warnings.filterwarnings("ignore", message=".*person name", category=UserWarning)
             sr = hd.sr.Comprehensive3DSR(
-                evidence=[_with_type2_attributes(source.headers[0]), *source.headers[1:], seg],
+                evidence=[source_for_derivation(source.headers[0]), *source.headers[1:], seg],
                 content=report[0],
                 series_instance_uid=series_instance_uid,
                 series_number=series_number,
@@ -368,18 +358,6 @@ def _group_measurements(
             )
         )
     return items
-
-
-def _with_type2_attributes(header: Dataset) -> Dataset:
-    """A copy of ``header`` with the Patient and Study attributes the SR copies present.
-
-    They are Type 2 (required, may be empty) but de-identified or careless sources drop them.
-    """
-    header = Dataset(header)  # a shallow copy: the source header is not changed
-    for keyword in _TYPE2_COPIED:
-        if keyword not in header:
-            setattr(header, keyword, "")
-    return header
 
 
 def _coded(code: Code) -> hd.sr.CodedConcept:

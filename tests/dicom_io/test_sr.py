@@ -289,7 +289,7 @@ def test_reading_a_non_sr_is_refused(demo_study: Path) -> None:
 
 
 def test_source_without_type2_attributes(case: Case, dciodvfy: Callable[[Path], Any]) -> None:
-    first = Dataset(case.series.headers[0])  # a shallow copy, as a de-identifier might leave it
+    first = copy.deepcopy(case.series.headers[0])  # as a de-identifier might leave it
     for keyword in ("PatientBirthDate", "PatientSex", "StudyID", "StudyDate", "AccessionNumber"):
         delattr(first, keyword)
     series = ImageSeries(case.series.volume, (first, *case.series.headers[1:]))

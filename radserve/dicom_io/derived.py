@@ -1,0 +1,57 @@
+"""The source header as a derived object (SEG, SR, SC) may copy it.
+
+Derived objects copy the Patient and Study modules of their source. Real archives hold values
+that break the standard (a 17-character Study ID, a missing Type 2 attribute); copied as they
+are, every result would fail validation. :func:`source_for_derivation` gives a copy in which
+over-long strings are cut to their VR's limit and missing Type 2 attributes are present and
+empty, so that the results are valid whatever the source.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+from pydicom.dataset import Dataset
+
+logger = logging.getLogger(__name__)
+
+# Maximum value length of the string VRs (PS3.5 6.2), in characters.
+MAX_LENGTH = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64, "DS": 16, "IS": 12}
+# Type 2 attributes of the Patient and General Study modules that derived objects copy.
+TYPE2_PATIENT_STUDY = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+)
+
+
+def source_for_derivation(header: Dataset) -> Dataset:
+    """A copy of ``header`` that a derived object can copy from and stay valid.
+
+    The caller's dataset is not changed. Only attribute names are logged, never values.
+    """
+    result = Dataset()
+    if hasattr(header, "file_meta"):
+        result.file_meta = header.file_meta
+    cut = []
+    for element in header:
+        limit = MAX_LENGTH.get(element.VR)
+        value = element.value
+        if limit is not None and isinstance(value, str) and len(value) > limit:
+            element = copy.deepcopy(element)
+            element.value = value[:limit]
+            cut.append(element.keyword or str(element.tag))
+        result.add(element)
+    for keyword in TYPE2_PATIENT_STUDY:
+        if keyword not in result:
+            setattr(result, keyword, "")
+    if cut:
+        logger.warning("source values longer than their VR allows were cut: %s", ", ".join(cut))
+    return result
