@@ -21,14 +21,13 @@ from pydicom.dataset import Dataset
 from radserve.dicom_io.algorithm import AlgorithmIdentity
 from radserve.dicom_io.errors import DicomIOError
 from radserve.dicom_io.labelmap import LabelMap
-from radserve.dicom_io.measurements import SegmentMeasurements, measure_segments
-from radserve.dicom_io.overlay import write_overlay_sc
+from radserve.dicom_io.measurements import SegmentMeasurements
 from radserve.dicom_io.reading import iter_instances
 from radserve.dicom_io.render import key_slice, render_slice, write_png
+from radserve.dicom_io.results import build_results
 from radserve.dicom_io.rtstruct import read_rtstruct
-from radserve.dicom_io.seg import read_seg, write_seg
+from radserve.dicom_io.seg import read_seg
 from radserve.dicom_io.series import ImageSeries, read_image_series
-from radserve.dicom_io.sr import write_sr
 
 logger = logging.getLogger(__name__)
 
@@ -57,16 +56,6 @@ def _identity_from(rtstruct: Dataset) -> AlgorithmIdentity:
     return AlgorithmIdentity(name="reference-contour", version="1", model_sha256=digest)
 
 
-def _save(datasets: list[Dataset], folder: Path) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ds in datasets:
-        path = folder / f"{ds.SOPInstanceUID}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
-
-
 def _validate(paths: list[Path]) -> int | None:
     exe = shutil.which("dciodvfy")
     if exe is None:
@@ -92,16 +81,8 @@ def run_demo(study_dir: Path, out_dir: Path) -> DemoResult:
     rtstruct = _find_rtstruct(study_dir)
     labelmap = read_rtstruct(rtstruct, volume)
     algorithm = _identity_from(rtstruct)
-    measurements = measure_segments(volume, labelmap)
-
-    seg = write_seg(series, labelmap, algorithm=algorithm)
-    sr = write_sr(series, seg, labelmap, measurements, algorithm=algorithm)
-    overlay = write_overlay_sc(series, labelmap, algorithm=algorithm, only_segmented_slices=True)
-    written = {
-        "SEG": _save([seg], out_dir / "seg"),
-        "SR": _save([sr], out_dir / "sr"),
-        "SC": _save(overlay, out_dir / "overlay"),
-    }
+    results = build_results(series, labelmap, algorithm=algorithm)
+    written = results.save(out_dir)
     labelmap.volume.write_nifti(out_dir / "labelmap.nii.gz")
 
     back = read_seg(written["SEG"][0], reference=volume)
@@ -115,7 +96,7 @@ def run_demo(study_dir: Path, out_dir: Path) -> DemoResult:
     write_png(render_slice(volume, labelmap, k, caption=f"slice {k + 1}"), png)
     return DemoResult(
         labelmap=labelmap,
-        measurements=measurements,
+        measurements=results.measurements,
         written=written,
         seg_round_trip_equal=round_trip_equal,
         validator_errors={k: v for k, v in validator.items() if v is not None}

@@ -1,0 +1,88 @@
+"""The DICOM result set for one segmented series: measurements, SEG, SR and overlay SC."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from radserve.dicom_io.algorithm import AlgorithmIdentity
+from radserve.dicom_io.labelmap import LabelMap
+from radserve.dicom_io.measurements import SegmentMeasurements, measure_segments
+from radserve.dicom_io.overlay import write_overlay_sc
+from radserve.dicom_io.seg import write_seg
+from radserve.dicom_io.series import ImageSeries
+from radserve.dicom_io.sr import write_sr
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    """What radserve sends back to the PACS for one series.
+
+    Attributes:
+        measurements: Per-segment measurements (also in the SR).
+        seg: The DICOM SEG.
+        sr: The TID 1500 Comprehensive 3D SR.
+        overlay: The burned-in overlay Secondary Capture instances.
+    """
+
+    measurements: list[SegmentMeasurements]
+    seg: Dataset
+    sr: Dataset
+    overlay: list[Dataset]
+
+    def datasets(self) -> list[Dataset]:
+        """Every result instance: SEG, SR, then the overlay."""
+        return [self.seg, self.sr, *self.overlay]
+
+    def save(self, out_dir: Path) -> dict[str, list[Path]]:
+        """Write the instances as DICOM files under ``out_dir/{seg,sr,overlay}/``."""
+        groups = {
+            "SEG": ("seg", [self.seg]),
+            "SR": ("sr", [self.sr]),
+            "SC": ("overlay", self.overlay),
+        }
+        written: dict[str, list[Path]] = {}
+        for kind, (folder, datasets) in groups.items():
+            target = out_dir / folder
+            target.mkdir(parents=True, exist_ok=True)
+            written[kind] = []
+            for ds in datasets:
+                path = target / f"{ds.SOPInstanceUID}.dcm"
+                ds.save_as(path, enforce_file_format=True)
+                written[kind].append(path)
+        return written
+
+
+def build_results(
+    source: ImageSeries,
+    labelmap: LabelMap,
+    *,
+    algorithm: AlgorithmIdentity,
+    overlay_all_slices: bool = False,
+) -> ResultSet:
+    """Measure each segment and write the SEG, SR and overlay SC for a label map.
+
+    Args:
+        source: The segmented image series.
+        labelmap: Labels on the grid of ``source``.
+        algorithm: The model that produced the label map.
+        overlay_all_slices: Write an overlay instance for every source slice, not only the
+            slices with a segment.
+    """
+    measurements = measure_segments(source.volume, labelmap)
+    seg = write_seg(source, labelmap, algorithm=algorithm)
+    sr = write_sr(source, seg, labelmap, measurements, algorithm=algorithm)
+    overlay = write_overlay_sc(
+        source, labelmap, algorithm=algorithm, only_segmented_slices=not overlay_all_slices
+    )
+    logger.info(
+        "results: %d segments measured, SEG + SR + %d overlay instances",
+        len(measurements),
+        len(overlay),
+    )
+    return ResultSet(measurements=measurements, seg=seg, sr=sr, overlay=overlay)
