@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from radserve.dicom_io.labelmap import LabelMap
+    from radserve.dicom_io.measurements import SegmentMeasurements
 
 app = typer.Typer(
     help="radserve: DICOMweb AI inference server for radiology.",
@@ -45,6 +52,28 @@ def convert(
     typer.echo(f"wrote {out} ({volume.shape[2]}x{volume.shape[1]}x{volume.shape[0]} voxels)")
 
 
+def _print_measurements(
+    console: Console, labelmap: LabelMap, measurements: Sequence[SegmentMeasurements]
+) -> None:
+    from rich.table import Table
+
+    names = {s.label: s.name for s in labelmap.segments}
+    table = Table(title="Segments")
+    for column in ("segment", "voxels", "volume (ml)", "mean", "min", "max", "std"):
+        table.add_column(column, justify="left" if column == "segment" else "right")
+    for m in measurements:
+        table.add_row(
+            names[m.label],
+            str(m.voxel_count),
+            f"{m.volume_mm3 / 1000:.2f}",
+            f"{m.mean:.1f}",
+            f"{m.minimum:.0f}",
+            f"{m.maximum:.0f}",
+            f"{m.std:.1f}",
+        )
+    console.print(table)
+
+
 @app.command()
 def demo(
     study_dir: Annotated[
@@ -67,21 +96,7 @@ def demo(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
 
-    names = {s.label: s.name for s in result.labelmap.segments}
-    table = Table(title="Segments")
-    for column in ("segment", "voxels", "volume (ml)", "mean", "min", "max", "std"):
-        table.add_column(column, justify="left" if column == "segment" else "right")
-    for m in result.measurements:
-        table.add_row(
-            names[m.label],
-            str(m.voxel_count),
-            f"{m.volume_mm3 / 1000:.2f}",
-            f"{m.mean:.1f}",
-            f"{m.minimum:.0f}",
-            f"{m.maximum:.0f}",
-            f"{m.std:.1f}",
-        )
-    console.print(table)
+    _print_measurements(console, result.labelmap, result.measurements)
 
     files = Table(title=f"Written to {out}")
     files.add_column("object")
@@ -163,3 +178,60 @@ def deid(
         )
     if not report.written:
         raise typer.Exit(code=1)
+
+
+@app.command()
+def infer(
+    series_dir: Annotated[Path, typer.Argument(help="Folder, file or zip holding one series.")],
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="Model package folder models/<name>/<version>.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    provider: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--provider",
+            help="ONNX Runtime execution provider, in priority order (repeatable). "
+            "Default: TensorRT, CUDA, CPU, whichever are available.",
+        ),
+    ] = None,
+    threads: Annotated[
+        int, typer.Option(help="Intra-op threads for ONNX Runtime (0: one per core).")
+    ] = 0,
+) -> None:
+    """Segment one series with a model package; write the label map, SEG, SR and overlay."""
+    from rich.console import Console
+
+    from radserve.dicom_io.errors import DicomIOError
+    from radserve.dicom_io.series import read_image_series
+    from radserve.inference.errors import InferenceError
+    from radserve.inference.package import load_model_package
+    from radserve.inference.pipeline import run_pipeline
+    from radserve.inference.predictor import Predictor
+    from radserve.inference.runtime import RuntimeSettings
+
+    console = Console()
+    try:
+        package = load_model_package(model)
+        settings = RuntimeSettings(intra_op_threads=threads)
+        if provider:
+            settings = RuntimeSettings(providers=tuple(provider), intra_op_threads=threads)
+        predictor = Predictor(package, runtime=settings)
+        series = read_image_series(series_dir)
+        with console.status(f"segmenting with {package.manifest.name} on {predictor.provider}..."):
+            result = run_pipeline(series, predictor)
+    except (DicomIOError, InferenceError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    out.mkdir(parents=True, exist_ok=True)
+    result.prediction.label_map.volume.write_nifti(out / "labelmap.nii.gz")
+    written = result.results.save(out)
+    _print_measurements(console, result.prediction.label_map, result.results.measurements)
+    timings = result.prediction.timings
+    console.print(
+        f"{package.manifest.name} {package.manifest.version} on {result.prediction.provider}: "
+        f"{timings.total_s:.2f} s (preprocess {timings.preprocess_s:.2f}, inference "
+        f"{timings.inference_s:.2f}, postprocess {timings.postprocess_s:.2f})"
+    )
+    counts = ", ".join(f"{len(paths)} {kind}" for kind, paths in written.items())
+    console.print(f"wrote labelmap.nii.gz and {counts} to {out}")

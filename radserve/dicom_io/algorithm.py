@@ -42,7 +42,11 @@ class AlgorithmIdentity:
 
 
 def contributing_equipment(identity: AlgorithmIdentity) -> Sequence:
-    """A Contributing Equipment Sequence naming radserve and the model (IHE AIR)."""
+    """A Contributing Equipment Sequence naming radserve and the model (IHE AIR).
+
+    Software Versions holds three values: the radserve version, the model name and version,
+    and the model file's SHA-256 (hex).
+    """
     item = Dataset()
     purpose = Dataset()
     purpose.CodeValue = "109103"
@@ -54,6 +58,7 @@ def contributing_equipment(identity: AlgorithmIdentity) -> Sequence:
     item.SoftwareVersions = [
         f"radserve {radserve.__version__}"[:64],
         f"{identity.name} {identity.version}"[:64],
-        f"sha256:{identity.model_sha256}"[:64],
+        # The full hex digest is exactly 64 characters, the limit of an LO value.
+        identity.model_sha256[:64],
     ]
     return Sequence([item])

@@ -35,3 +35,7 @@ class ModelRunError(InferenceError):
 
 class PreprocessingError(InferenceError):
     """A volume cannot be brought to the network's grid (e.g. it is empty after resampling)."""
+
+
+class SeriesNotAcceptedError(InferenceError):
+    """The series does not match the model's input selection rules."""
