@@ -13,6 +13,10 @@ class InvalidDicomError(DicomIOError):
     """The input is not a readable DICOM instance (garbage, truncated, missing pixel data)."""
 
 
+class InstanceTooLargeError(InvalidDicomError):
+    """An instance is larger than the ``max_bytes`` limit of the read."""
+
+
 class UnsupportedTransferSyntaxError(DicomIOError):
     """The pixel data is encoded in a transfer syntax radserve cannot decode."""
 
