@@ -53,5 +53,5 @@ def source_for_derivation(header: Dataset) -> Dataset:
         if keyword not in result:
             setattr(result, keyword, "")
     if cut:
-        logger.warning("source values longer than their VR allows were cut: %s", ", ".join(cut))
+        logger.info("source values longer than their VR allows were cut: %s", ", ".join(cut))
     return result
