@@ -10,7 +10,10 @@ OUT ?= demo-output
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,train]'
+	# pyradiomics 3.0.1 builds from source and imports numpy in its setup.py without declaring
+	# it, so its build needs numpy (and versioneer) installed first, without build isolation.
+	$(BIN)/pip install --quiet -c constraints.txt numpy setuptools versioneer
+	$(BIN)/pip install --quiet --no-build-isolation -c constraints.txt -e '.[dev,train]'
 	touch $(STAMP)
 
 demo: $(STAMP)
