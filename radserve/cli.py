@@ -235,3 +235,29 @@ def infer(
     )
     counts = ", ".join(f"{len(paths)} {kind}" for kind, paths in written.items())
     console.print(f"wrote labelmap.nii.gz and {counts} to {out}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Folder of the instance store and job state.")
+    ] = None,
+    models_dir: Annotated[Path | None, typer.Option(help="Folder of the model packages.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML settings file (default: $RADSERVE_CONFIG).")
+    ] = None,
+) -> None:
+    """Run the DICOMweb server. Settings: options, then RADSERVE_* variables, then the YAML file."""
+    from radserve.dicom_io.store import StoreError
+    from radserve.inference.api.app import serve as run_server
+    from radserve.inference.settings import SettingsError, load_settings
+
+    options = {"host": host, "port": port, "data_dir": data_dir, "models_dir": models_dir}
+    try:
+        settings = load_settings(config, **{k: v for k, v in options.items() if v is not None})
+        run_server(settings)
+    except (SettingsError, StoreError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc

@@ -1,0 +1,135 @@
+"""File mechanics of the instance store: staging received bytes, reading them back, fsync.
+
+A received instance is written to a staging file in the store's ``tmp`` folder (counting and
+hashing its bytes as they arrive), validated from there, fsynced, and renamed into place;
+:mod:`radserve.dicom_io.store` orders these steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, BinaryIO
+
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+
+from radserve.dicom_io.errors import InvalidDicomError
+from radserve.dicom_io.reading import read_instance
+
+COPY_CHUNK_BYTES = 1024 * 1024
+# Larger instances are validated from their header plus a check that the last element fits
+# in the file, so that their pixel data is never held in memory.
+FULL_READ_MAX_BYTES = 256 * 1024**2
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+class StagedFile:
+    """A file being received into the store's ``tmp`` folder; counts and hashes its bytes.
+
+    Raises:
+        OSError: The file cannot be created (it must not exist yet).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fp: IO[bytes] | None = path.open("xb")
+        self._hash = hashlib.sha256()
+        self.size_bytes = 0
+        self.sha256 = ""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data``."""
+        if self._fp is None:
+            raise ValueError("the staged file is closed")
+        self._fp.write(data)
+        self._hash.update(data)
+        self.size_bytes += len(data)
+
+    def copy_from(self, source: BinaryIO | IO[bytes]) -> None:
+        """Append everything ``source`` still holds."""
+        while chunk := source.read(COPY_CHUNK_BYTES):
+            self.write(chunk)
+
+    def close(self) -> None:
+        """Finish writing (not yet fsynced: the store does that)."""
+        if self._fp is not None:
+            self._fp.close()
+            self._fp = None
+            self.sha256 = self._hash.hexdigest()
+
+    def discard(self) -> None:
+        """Close and delete the file."""
+        if self._fp is not None:
+            self._fp.close()
+            self._fp = None
+        self.path.unlink(missing_ok=True)
+
+
+def read_received(path: Path, *, size: int, max_bytes: int) -> Dataset:
+    """Read a received instance for validation: whole, or for a large one its header plus a
+    check that it is complete.
+
+    Raises:
+        InvalidDicomError: Not a readable, complete instance (or over ``max_bytes``).
+    """
+    if size <= FULL_READ_MAX_BYTES:
+        return read_instance(path, max_bytes=max_bytes)
+    ds = read_instance(path, stop_before_pixels=True, max_bytes=max_bytes)
+    try:
+        deferred = pydicom.dcmread(path, force=True, defer_size=COPY_CHUNK_BYTES)
+        last = deferred.get_item(list(deferred.keys())[-1], keep_deferred=True)
+    except Exception as exc:  # pydicom raises many types on malformed input
+        raise InvalidDicomError(f"not a readable DICOM instance ({exc})") from exc
+    if (
+        isinstance(last, RawDataElement)
+        and last.length != _UNDEFINED_LENGTH
+        and last.value_tell + last.length > size
+    ):
+        raise InvalidDicomError(f"truncated: element {last.tag} ends after the end of the file")
+    return ds
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 (hex) of a file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fp:
+        while chunk := fp.read(COPY_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def transfer_syntax_of(ds: Dataset) -> str:
+    """The Transfer Syntax UID of the file meta information ('' without one)."""
+    meta = getattr(ds, "file_meta", None)
+    return str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else ""
+
+
+def fsync_folder(path: Path) -> None:
+    """Flush a folder's entries (new names) to the disk."""
+    fsync_path(path, directory=True)
+
+
+def fsync_path(path: Path, *, directory: bool = False) -> None:
+    """Flush a file's data, or a folder's entries, to the disk."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_parents(folder: Path, root: Path) -> Iterator[Path]:
+    """Create ``folder`` and its missing parents below ``root``; yield each folder that got a
+    new entry (to fsync)."""
+    missing = []
+    current = folder
+    while not current.exists() and current != root:
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        path.mkdir(exist_ok=True)
+        yield path.parent

@@ -1,0 +1,1 @@
+"""The HTTP API: DICOMweb (STOW-RS, QIDO-RS, WADO-RS), authentication and health."""

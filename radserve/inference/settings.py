@@ -1,0 +1,252 @@
+"""Server settings: ``RADSERVE_*`` environment variables over an optional YAML file.
+
+Precedence (highest first): keyword overrides (the command line), environment variables,
+the YAML file (``--config`` or ``RADSERVE_CONFIG``), defaults. List settings (``tokens``,
+``destinations``, ``pull_sources``) come from the environment as JSON, e.g.
+``RADSERVE_TOKENS='[{"name": "pacs", "sha256": "<hex>", "roles": ["submit"]}]'``.
+
+:func:`load_settings` fails fast with :class:`SettingsError`, whose message lists every
+problem and never a secret: no token and no dev token, a default or weak secret, a data
+folder that cannot be written, a models folder that does not exist. There is no module-level
+settings object: the command line loads settings once and passes them to the app factory.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import uuid
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from radserve.inference.errors import InferenceError
+
+CONFIG_ENV = "RADSERVE_CONFIG"
+MIN_DEV_TOKEN_CHARS = 24
+WEAK_SECRETS = frozenset(
+    {
+        "",
+        "admin",
+        "changeme",
+        "change-me",
+        "changethis",
+        "default",
+        "dev",
+        "password",
+        "radserve",
+        "secret",
+        "test",
+        "token",
+    }
+)
+_WEAK_HASHES = frozenset(hashlib.sha256(s.encode()).hexdigest() for s in WEAK_SECRETS)
+_YAML_DATA: ContextVar[Mapping[str, Any]] = ContextVar("_YAML_DATA", default=MappingProxyType({}))
+
+
+class SettingsError(InferenceError):
+    """The server settings are invalid; the message lists every problem."""
+
+
+class Role(enum.StrEnum):
+    """What a token may do."""
+
+    SUBMIT = "submit"  # STOW-RS, create jobs
+    READ = "read"  # QIDO-RS, WADO-RS, read jobs
+    ADMIN = "admin"  # administration
+
+
+class TokenSettings(BaseModel):
+    """One API token: its name (for logs), the SHA-256 of the token, and its roles."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    roles: frozenset[Role] = Field(min_length=1)
+
+    @field_validator("sha256")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
+class RemoteSettings(BaseModel):
+    """A DICOMweb service: a PACS to export results to, or to pull studies from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    url: str = Field(pattern=r"^https?://\S+$")
+    auth_header: SecretStr | None = None
+
+
+class ServerSettings(BaseSettings):
+    """Settings of ``radserve serve``; see the module docstring for the sources.
+
+    Attributes:
+        host: Address to listen on.
+        port: Port to listen on.
+        data_dir: The instance store and job state (created if missing; must be writable).
+        models_dir: Model packages (``<name>/<version>/``); must exist.
+        max_request_bytes: Largest request body (STOW-RS), also the largest instance.
+        max_instances_per_study: Refuse instances beyond this many in one study.
+        overwrite_instances: Replace a stored instance by a different one with the same SOP
+            Instance UID instead of refusing it (409).
+        job_timeout_s: Longest run of one job.
+        queue_max_jobs: Queued jobs beyond which STOW-RS answers 503 (back-pressure).
+        tokens: The API tokens.
+        dev_token: A token with every role, for development only (logged as such).
+        destinations: PACS to send results to.
+        pull_sources: PACS to fetch studies from.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RADSERVE_", extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    data_dir: Path = Path("data")
+    models_dir: Path = Path("models")
+    max_request_bytes: int = Field(default=2 * 1024**3, gt=0)
+    max_instances_per_study: int = Field(default=20_000, gt=0)
+    overwrite_instances: bool = False
+    job_timeout_s: float = Field(default=3600.0, gt=0)
+    queue_max_jobs: int = Field(default=1000, gt=0)
+    tokens: tuple[TokenSettings, ...] = ()
+    dev_token: SecretStr | None = None
+    destinations: tuple[RemoteSettings, ...] = ()
+    pull_sources: tuple[RemoteSettings, ...] = ()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_settings = InitSettingsSource(settings_cls, init_kwargs=dict(_YAML_DATA.get()))
+        return init_settings, env_settings, yaml_settings
+
+    @model_validator(mode="after")
+    def _check(self) -> ServerSettings:
+        problems = [*_secret_problems(self), *_folder_problems(self)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _secret_problems(settings: ServerSettings) -> list[str]:
+    problems = []
+    if not settings.tokens and settings.dev_token is None:
+        problems.append(
+            "no API token configured: set tokens (name, sha256, roles) or, for development "
+            "only, RADSERVE_DEV_TOKEN"
+        )
+    for token in settings.tokens:
+        if token.sha256 in _WEAK_HASHES:
+            problems.append(f"token {token.name!r} is a default or weak secret")
+    names = [token.name for token in settings.tokens]
+    if len(set(names)) != len(names):
+        problems.append("token names must be unique")
+    hashes = [token.sha256 for token in settings.tokens]
+    if len(set(hashes)) != len(hashes):
+        problems.append("two tokens have the same secret")
+    if settings.dev_token is not None:
+        dev = settings.dev_token.get_secret_value()
+        if dev.lower() in WEAK_SECRETS or len(dev) < MIN_DEV_TOKEN_CHARS:
+            problems.append(
+                f"dev token is a default or weak secret (use at least {MIN_DEV_TOKEN_CHARS} "
+                "random characters)"
+            )
+    for remote in (*settings.destinations, *settings.pull_sources):
+        if remote.auth_header is not None:
+            secret = remote.auth_header.get_secret_value().split(" ")[-1]
+            if secret.lower() in WEAK_SECRETS:
+                problems.append(f"auth header of {remote.name!r} is a default or weak secret")
+    return problems
+
+
+def _folder_problems(settings: ServerSettings) -> list[str]:
+    problems = []
+    data_dir = settings.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / f".write-probe-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        problems.append(f"data_dir {data_dir} is not a writable folder ({exc.strerror or exc})")
+    if not settings.models_dir.is_dir():
+        problems.append(f"models_dir {settings.models_dir} is not an existing folder")
+    return problems
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> ServerSettings:
+    """Load and check the server settings.
+
+    Args:
+        config_file: A YAML file of settings; default: ``$RADSERVE_CONFIG`` if set.
+        **overrides: Settings that take precedence over every source (command-line options).
+
+    Raises:
+        SettingsError: Lists every problem found; never a secret value.
+    """
+    path = config_file if config_file is not None else os.environ.get(CONFIG_ENV)
+    data = _read_yaml(Path(path)) if path else {}
+    token = _YAML_DATA.set(data)
+    try:
+        return ServerSettings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None  # the cause would quote input values
+    finally:
+        _YAML_DATA.reset(token)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"settings file {path} cannot be read ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"settings file {path} is not valid YAML ({exc})") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"settings file {path} must hold a mapping of settings")
+    return data
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False, include_context=False):
+        where = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{where}: {message}" if where else message)
+    return "invalid server settings: " + "; ".join(lines)
+
+
+def hash_token(token: str) -> str:
+    """The SHA-256 (hex) of a token, as ``tokens[].sha256`` expects it."""
+    return hashlib.sha256(token.encode()).hexdigest()
