@@ -251,13 +251,14 @@ def serve(
 ) -> None:
     """Run the DICOMweb server. Settings: options, then RADSERVE_* variables, then the YAML file."""
     from radserve.dicom_io.store import StoreError
-    from radserve.inference.api.app import serve as run_server
+    from radserve.inference.jobs import QueueError
+    from radserve.inference.server import serve as run_server
     from radserve.inference.settings import SettingsError, load_settings
 
     options = {"host": host, "port": port, "data_dir": data_dir, "models_dir": models_dir}
     try:
         settings = load_settings(config, **{k: v for k, v in options.items() if v is not None})
         run_server(settings)
-    except (SettingsError, StoreError) as exc:
+    except (SettingsError, StoreError, QueueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc

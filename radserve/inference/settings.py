@@ -43,6 +43,7 @@ from pydantic_settings import (
 from radserve.inference.errors import InferenceError
 
 CONFIG_ENV = "RADSERVE_CONFIG"
+LOCAL_SOURCE = "local"  # the job source that is the server's own store
 MIN_DEV_TOKEN_CHARS = 24
 WEAK_SECRETS = frozenset(
     {
@@ -119,6 +120,20 @@ class ServerSettings(BaseSettings):
         dev_token: A token with every role, for development only (logged as such).
         destinations: PACS to send results to.
         pull_sources: PACS to fetch studies from.
+        workers: Job worker threads.
+        inference_concurrency: Model runs at once, over all models (each session uses every
+            core, or the GPU; more would oversubscribe them).
+        inference_threads: ONNX Runtime intra-op threads per session (0: one per core).
+        execution_providers: ONNX Runtime providers in priority order (unavailable ones are
+            skipped).
+        routing_enabled: Create jobs for received series that a model's selection rules
+            accept.
+        routing_stable_s: Seconds without a new instance before a received series is routed.
+        job_max_attempts: Runs of one job (restarts included) before it is failed.
+        export_backoff_s: First delay before an export (or a pull) is retried; doubled per
+            attempt.
+        export_backoff_max_s: Longest delay between export attempts.
+        export_timeout_s: Timeout of one request to a destination or pull source.
     """
 
     model_config = SettingsConfigDict(env_prefix="RADSERVE_", extra="forbid", frozen=True)
@@ -136,6 +151,19 @@ class ServerSettings(BaseSettings):
     dev_token: SecretStr | None = None
     destinations: tuple[RemoteSettings, ...] = ()
     pull_sources: tuple[RemoteSettings, ...] = ()
+    workers: int = Field(default=2, ge=1, le=64)
+    inference_concurrency: int = Field(default=1, ge=1, le=64)
+    inference_threads: int = Field(default=0, ge=0)
+    execution_providers: tuple[str, ...] = Field(
+        default=("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+        min_length=1,
+    )  # runtime.DEFAULT_PROVIDERS, spelled out so that settings need no onnxruntime import
+    routing_enabled: bool = True
+    routing_stable_s: float = Field(default=30.0, ge=0)
+    job_max_attempts: int = Field(default=3, ge=1)
+    export_backoff_s: float = Field(default=5.0, gt=0)
+    export_backoff_max_s: float = Field(default=600.0, gt=0)
+    export_timeout_s: float = Field(default=60.0, gt=0)
 
     @classmethod
     def settings_customise_sources(
@@ -151,7 +179,7 @@ class ServerSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> ServerSettings:
-        problems = [*_secret_problems(self), *_folder_problems(self)]
+        problems = [*_secret_problems(self), *_folder_problems(self), *_remote_problems(self)]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -185,6 +213,22 @@ def _secret_problems(settings: ServerSettings) -> list[str]:
             secret = remote.auth_header.get_secret_value().split(" ")[-1]
             if secret.lower() in WEAK_SECRETS:
                 problems.append(f"auth header of {remote.name!r} is a default or weak secret")
+    return problems
+
+
+def _remote_problems(settings: ServerSettings) -> list[str]:
+    problems = []
+    for kind, remotes in (
+        ("destination", settings.destinations),
+        ("pull source", settings.pull_sources),
+    ):
+        names = [remote.name for remote in remotes]
+        if len(set(names)) != len(names):
+            problems.append(f"{kind} names must be unique")
+    if any(remote.name == LOCAL_SOURCE for remote in settings.pull_sources):
+        problems.append(f"{LOCAL_SOURCE!r} is reserved: it names the local store as a job source")
+    if settings.export_backoff_max_s < settings.export_backoff_s:
+        problems.append("export_backoff_max_s must not be less than export_backoff_s")
     return problems
 
 

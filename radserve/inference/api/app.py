@@ -72,6 +72,7 @@ from radserve.inference.errors import (
     ModelNotFoundError,
     SeriesNotAcceptedError,
 )
+from radserve.inference.jobs import JobNotFoundError
 from radserve.inference.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ STATUS_BY_EXCEPTION: tuple[tuple[type[Exception], int], ...] = (
     (PermissionDeniedError, 403),
     (InstanceNotFoundError, 404),
     (ModelNotFoundError, 404),
+    (JobNotFoundError, 404),
     (NotAcceptableError, 406),
     (DuplicateInstanceError, 409),
     (InstanceRejectedError, 409),

@@ -1,0 +1,42 @@
+"""``GET /models`` (role ``read``): the loaded model packages and the execution provider each
+session actually uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from radserve.inference.api.auth import require_role
+from radserve.inference.api.services import get_services
+from radserve.inference.registry import RegisteredModel
+from radserve.inference.settings import Role
+
+router = APIRouter(tags=["models"], dependencies=[Depends(require_role(Role.READ))])
+
+
+def model_json(model: RegisteredModel) -> dict[str, Any]:
+    """The JSON view of a loaded model."""
+    manifest = model.package.manifest
+    selection = manifest.input
+    return {
+        "name": manifest.name,
+        "version": manifest.version,
+        "model_sha256": manifest.model_sha256,
+        "provider": model.predictor.provider,
+        "input": {
+            "modalities": list(selection.modalities),
+            "body_parts": list(selection.body_parts),
+            "series_description_regex": selection.series_description_regex,
+            "min_slices": selection.min_slices,
+        },
+        "labels": [{"label": spec.label, "name": spec.name} for spec in manifest.labels],
+        "intended_use": manifest.provenance.intended_use,
+        "validation_metrics": dict(manifest.provenance.validation_metrics),
+    }
+
+
+@router.get("/models", summary="Loaded models")
+def list_models(request: Request) -> dict[str, list[dict[str, Any]]]:
+    """Every loaded model package, by name then version."""
+    return {"models": [model_json(m) for m in get_services(request).registry.models]}

@@ -1,0 +1,128 @@
+"""Workers on real parts (store, queue, tiny ONNX model), one job at a time with run_next."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from radserve.dicom_io.seg import read_seg
+from radserve.dicom_io.series import read_image_series
+from radserve.inference.export import ExportPolicy
+from radserve.inference.jobs import Job, JobQueue, JobSpec, JobState
+from radserve.inference.metrics import ServerMetrics
+from radserve.inference.registry import ModelRegistry
+from radserve.inference.routing import ObservedStore
+from radserve.inference.runtime import CPU, RuntimeSettings
+from radserve.inference.settings import RemoteSettings
+from radserve.inference.worker import WorkerOptions, WorkerPool
+from tests.inference.onnx_models import manifest_dict, threshold_model, write_package
+
+from .conftest import STUDY_UID, TINY_MODEL, ModelPackageCase, free_port, models_dir_with
+
+MakePool = Callable[..., tuple[WorkerPool, JobQueue, ObservedStore]]
+
+
+@pytest.fixture
+def make_pool(
+    tmp_path: Path, tiny_package: ModelPackageCase, demo_study: Path
+) -> Iterator[MakePool]:
+    closing: list[Callable[[], None]] = []
+
+    def make(
+        *, models_dir: Path | None = None, timeout_s: float = 600, max_attempts: int = 3
+    ) -> tuple[WorkerPool, JobQueue, ObservedStore]:
+        registry = ModelRegistry(
+            models_dir or models_dir_with(tmp_path, tiny_package),
+            runtime=RuntimeSettings(providers=(CPU,)),
+        )
+        store = ObservedStore(tmp_path / "data")
+        queue = JobQueue(tmp_path / "data", lease_s=60, max_attempts=max_attempts)
+        closing.extend([store.close, queue.close])
+        files = [*sorted((demo_study / "image").glob("*.dcm")), demo_study / "mask" / "RS.dcm"]
+        for path in files:
+            store.store(path)
+        pool = WorkerPool(
+            queue=queue,
+            registry=registry,
+            store=store,
+            pull_sources=[RemoteSettings(name="down", url=f"http://127.0.0.1:{free_port()}/x")],
+            options=WorkerOptions(
+                workers=1, job_timeout_s=timeout_s, retry=ExportPolicy(backoff_s=0.05)
+            ),
+            metrics=ServerMetrics(),
+        )
+        return pool, queue, store
+
+    yield make
+    for close in reversed(closing):
+        close()
+
+
+def _run(pool: WorkerPool, queue: JobQueue, spec: JobSpec) -> Job:
+    job = queue.submit(spec)
+    assert pool.run_next()
+    return queue.get(job.id)
+
+
+def test_a_study_job_runs_on_the_accepted_series_and_stores_its_results(
+    make_pool: MakePool, demo_study: Path
+) -> None:
+    pool, queue, store = make_pool()
+    job = _run(pool, queue, JobSpec(STUDY_UID, None, TINY_MODEL, "1.0.0"))
+    assert job.state is JobState.DONE, job.error
+    source = read_image_series(demo_study / "image").volume
+    assert job.spec.series_instance_uid == source.series_instance_uid  # CT, not the RTSTRUCT
+    assert {"queued_s", "fetch_s", "inference_s", "results_s", "store_s"} <= set(job.timings_s)
+    [seg] = [r for r in job.results if r.kind == "SEG"]
+    [stored] = store.get_instances(STUDY_UID, seg.series_instance_uid)
+    labels = read_seg(stored.path, reference=source).volume.array
+    assert ((labels == 1) == (source.array > 300.5)).all()
+    assert not pool.run_next()  # the queue is empty
+
+
+def test_bad_input_fails_the_job_with_the_reason(make_pool: MakePool, tmp_path: Path) -> None:
+    model = threshold_model(0.5)
+    manifest = manifest_dict(model, name="mr-only", input={"modalities": ["MR"]})
+    write_package(tmp_path / "mr", model, manifest)
+    pool, queue, _ = make_pool(models_dir=tmp_path / "mr" / "models")
+    refused = _run(pool, queue, JobSpec(STUDY_UID, None, "mr-only", "1.0.0"))
+    assert refused.state is JobState.FAILED
+    assert refused.error == (
+        "no series of the study is accepted by model mr-only/1.0.0 (modality 'RTSTRUCT' is not "
+        "one of ['MR']; modality 'CT' is not one of ['MR'])"
+    )
+    missing = _run(pool, queue, JobSpec(STUDY_UID, "1.2.3", "mr-only", "1.0.0"))
+    assert (missing.state, missing.error) == (
+        JobState.FAILED,
+        "the job's series is not in the store",
+    )
+    unknown = _run(pool, queue, JobSpec(STUDY_UID, None, "gone", "1.0.0"))
+    assert unknown.state is JobState.FAILED and "no model 'gone/1.0.0'" in str(unknown.error)
+
+
+def test_a_job_over_its_timeout_fails(make_pool: MakePool) -> None:
+    pool, queue, _ = make_pool(timeout_s=1e-6)
+    job = _run(pool, queue, JobSpec(STUDY_UID, None, TINY_MODEL, "1.0.0"))
+    assert job.state is JobState.FAILED
+    assert job.error == "the job ran longer than job_timeout_s (1e-06 s) before the inference stage"
+
+
+def test_an_unreachable_pull_source_is_retried_then_fails(make_pool: MakePool) -> None:
+    pool, queue, _ = make_pool(max_attempts=2)
+    job = _run(pool, queue, JobSpec(STUDY_UID, None, TINY_MODEL, "1.0.0", source="down"))
+    assert job.state is JobState.QUEUED
+    assert str(job.error).startswith("pull from 'down' failed: QIDO-RS at http://127.0.0.1:")
+    time.sleep(0.1)  # the back-off
+    assert pool.run_next()
+    failed = queue.get(job.id)
+    assert failed.state is JobState.FAILED and str(failed.error).endswith("(after 2 attempts)")
+
+
+def test_stopping_workers_give_the_job_back(make_pool: MakePool) -> None:
+    pool, queue, _ = make_pool()
+    assert pool.stop()
+    job = _run(pool, queue, JobSpec(STUDY_UID, None, TINY_MODEL, "1.0.0"))
+    assert (job.state, job.attempts) == (JobState.QUEUED, 0)
