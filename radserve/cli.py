@@ -80,8 +80,79 @@ def demo(
         Path, typer.Argument(help="Study folder with image/ (CT series) and an RTSTRUCT.")
     ] = Path("demo/study"),
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-output"),
+    models_dir: Annotated[
+        Path, typer.Option("--models-dir", help="Model packages the demo server loads.")
+    ] = Path("models"),
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline",
+            help="No server and no model: run the DICOM steps on the study's own RTSTRUCT.",
+        ),
+    ] = False,
 ) -> None:
-    """Run the DICOM pipeline end to end on a study and show what it produced."""
+    """Run the main job end to end on the bundled study and show what it produced.
+
+    By default: start a real server, send the study over STOW-RS, wait for the routed job,
+    fetch the SEG and SR over WADO-RS, and compare the model with the radiologist's contour.
+    """
+    if offline or not any(models_dir.glob("*/*/manifest.yaml")):
+        if not offline:
+            typer.echo(f"no model package under {models_dir}: running the offline DICOM demo")
+        _offline_demo(study_dir, out)
+        return
+    _server_demo(study_dir, out, models_dir)
+
+
+def _server_demo(study_dir: Path, out: Path, models_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from radserve.dicom_io.errors import DicomIOError
+    from radserve.server_demo import DemoError, run_server_demo
+
+    console = Console()
+    try:
+        with console.status("starting the demo...") as status:
+            result = run_server_demo(
+                study_dir, out, models_dir=models_dir, progress=lambda m: status.update(m)
+            )
+    except (DemoError, DicomIOError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    job = result.job
+    console.print(
+        f"job {job['id']}: {job['model']['name']} {job['model']['version']} on "
+        f"{job['provider']}, STOW {result.stow_s:.2f} s, job {result.job_s:.2f} s"
+    )
+    stages = Table(title="Job stages (s)")
+    for stage in job["timings_s"]:
+        stages.add_column(stage.removesuffix("_s"), justify="right")
+    stages.add_row(*(f"{v:.2f}" for v in job["timings_s"].values()))
+    console.print(stages)
+    table = Table(title="Segments (from the SR fetched over WADO-RS)")
+    table.add_column("segment")
+    for column in ("volume (ml)", "mean HU", "min HU", "max HU"):
+        table.add_column(column, justify="right")
+    for name, values in result.sr_measurements.items():
+        table.add_row(
+            name,
+            f"{values.get('Volume', float('nan')) / 1000:.2f}",
+            *(
+                f"{values.get(f'Attenuation Coefficient ({d})', float('nan')):.1f}"
+                for d in ("Mean", "Minimum", "Maximum")
+            ),
+        )
+    console.print(table)
+    if result.dice_vs_reference is not None:
+        console.print(
+            f"Dice of the model's mask against the radiologist's contour (RTSTRUCT): "
+            f"{result.dice_vs_reference:.3f}"
+        )
+    console.print(f"SEG and SR: {out}/seg.dcm, {out}/sr.dcm; key slice overlay: {result.png}")
+
+
+def _offline_demo(study_dir: Path, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
