@@ -333,3 +333,62 @@ def serve(
     except (SettingsError, StoreError, QueueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Training config YAML (configs/train/).")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override key=value (value parsed as YAML); repeatable."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from output_dir/last.pt.")
+    ] = False,
+) -> None:
+    """Train a segmentation model with MONAI from a YAML config."""
+    from radserve.training.commands import train_command
+    from radserve.training.errors import TrainingError
+
+    try:
+        train_command(config, set_ or [], resume)
+    except TrainingError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="A training checkpoint (best.pt, last.pt).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Package folder models/<name>/<version>/.")
+    ],
+) -> None:
+    """Export a checkpoint to a verified model package (model.onnx + manifest.yaml)."""
+    from radserve.inference.errors import InferenceError
+    from radserve.training.commands import export_command
+    from radserve.training.errors import TrainingError
+
+    try:
+        export_command(checkpoint, out)
+    except (TrainingError, InferenceError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+
+
+@app.command()
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="Package folder models/<name>/<version>/.")],
+    datalist: Annotated[Path, typer.Argument(help="JSON or CSV datalist of labelled cases.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write metrics JSON.")] = None,
+) -> None:
+    """Evaluate a model package on labelled cases through the server's inference path."""
+    from radserve.inference.errors import InferenceError
+    from radserve.training.commands import evaluate_command
+    from radserve.training.errors import TrainingError
+
+    try:
+        evaluate_command(model_dir, datalist, out)
+    except (TrainingError, InferenceError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
