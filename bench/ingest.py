@@ -7,13 +7,18 @@ Cases:
     the slice normal, with new SOP Instance UIDs and Instance Numbers: a valid series);
 (b) the real 20-slice JPEG 2000 lossless CT in ``../shared/data/totalseg_ct``.
 
-Methods: ``radserve.dicom_io.series.read_series`` (parallel decode, the default), the same with
-a serial decode (``workers=1``, case b), ``dcm2niix -z n`` run as a subprocess writing into a
-temporary folder, and SimpleITK's ``ImageSeriesReader``. For (b) the decode step alone is
-also timed, serial against parallel. Each time is the median of ``--repeats`` rounds after
-one untimed warm-up round (page cache, worker processes); every round runs all methods of a
-case in a rotating order, so a changing background load falls on all of them alike. This
-is a benchmark, not a test: it asserts nothing and prints a Markdown table.
+Methods: ``radserve.dicom_io.series.read_series`` (headers first, uncompressed pixels read
+from the files straight into the volume; compressed ones decoded in parallel), for (a) also
+the whole-instance path (``iter_instances`` then ``volume_from_instances``: every Pixel Data
+read into memory first), for (b) the same with a serial decode (``workers=1``),
+``dcm2niix -z n`` run as a subprocess writing into a temporary folder, and SimpleITK's
+``ImageSeriesReader``. For (b) the decode step alone is also timed, serial against parallel.
+For (a) the peak of Python-traced memory (``tracemalloc``: NumPy arrays and pydicom's bytes)
+of both radserve paths is measured once, outside the timed rounds. Each time is the median
+of ``--repeats`` rounds after one untimed warm-up round (page cache, worker processes); every
+round runs all methods of a case in a rotating order, so a changing background load falls
+on all of them alike. This is a benchmark, not a test: it asserts nothing and prints a
+Markdown table.
 
 Run: ``.venv/bin/python bench/ingest.py [--repeats 5]``
 """
@@ -31,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +49,7 @@ from pydicom.uid import CTImageStorage, generate_uid
 
 from radserve.dicom_io import series
 from radserve.dicom_io.reading import decode_pixel_arrays, iter_instances
-from radserve.dicom_io.series import read_series
+from radserve.dicom_io.series import read_series, volume_from_instances
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("RADSERVE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -147,6 +153,21 @@ def run_radserve_serial(folder: Path) -> None:
         read_series(folder)
 
 
+def run_radserve_whole(folder: Path) -> None:
+    """The whole-instance path: every instance read with its Pixel Data, then stacked."""
+    volume_from_instances(list(iter_instances([folder])))
+
+
+def peak_traced_mb(method: Callable[[], object]) -> float:
+    """The peak of memory traced by ``tracemalloc`` while ``method`` runs, in MB."""
+    tracemalloc.start()
+    try:
+        method()
+        return tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+
+
 def machine() -> str:
     """One line describing this machine and the library versions."""
     cpu = platform.processor() or platform.machine()
@@ -183,9 +204,11 @@ def main() -> None:
         raise SystemExit(f"shared data not found at {TOTALSEG_DICOM}")
 
     timings: list[Timing] = []
+    all_runs: dict[tuple[str, str], list[float]] = {}
 
     def record(case: str, methods: dict[str, Callable[[], object]]) -> None:
         for method, runs in time_interleaved(methods, args.repeats).items():
+            all_runs[(case, method)] = runs
             timings.append(Timing(case, method, statistics.median(runs), min(runs), max(runs)))
             print(f"  {case:<14} {method:<32} {statistics.median(runs):7.3f} s", file=sys.stderr)
 
@@ -200,10 +223,15 @@ def main() -> None:
             "a) CT300 raw",
             {
                 "radserve read_series": lambda: read_series(ct300),
+                "radserve whole instances": lambda: run_radserve_whole(ct300),
                 "dcm2niix -z n": lambda: run_dcm2niix(ct300),
                 "SimpleITK ImageSeriesReader": lambda: run_simpleitk(ct300),
             },
         )
+        peaks_mb = {
+            "read_series": peak_traced_mb(lambda: read_series(ct300)),
+            "whole instances": peak_traced_mb(lambda: run_radserve_whole(ct300)),
+        }
     record(
         "b) CT20 J2K",
         {
@@ -217,7 +245,12 @@ def main() -> None:
     )
 
     print(f"Machine: {machine()}\n")
-    print(f"First parallel decode in this process (starts the worker pool): {pool_start_s:.2f} s\n")
+    print(f"First parallel decode in this process (starts the worker pool): {pool_start_s:.2f} s")
+    print(
+        "Peak traced memory, (a): "
+        + ", ".join(f"{name} {mb:.0f} MB" for name, mb in peaks_mb.items())
+        + " (the volume itself: 157 MB)\n"
+    )
     print("| case | method | median (s) | min-max (s) | vs dcm2niix | vs SimpleITK | vs serial |")
     print("|---|---|---:|---:|---:|---:|---:|")
     by_key = {(t.case, t.method): t.median_s for t in timings}
@@ -241,6 +274,31 @@ def main() -> None:
         "\nRatios vs dcm2niix / SimpleITK are time / baseline time (<= 1.0: radserve is as fast "
         "or faster); vs serial is serial time / parallel time."
     )
+    print(
+        "\nPaired ratios: time / baseline time within each round (the methods of a round run "
+        "back to back, so a background load that changes between rounds cancels out):\n"
+    )
+    print("| case | method | baseline | median ratio | quartiles | min-max |")
+    print("|---|---|---|---:|---:|---:|")
+    for case, method in (
+        ("a) CT300 raw", "radserve read_series"),
+        ("a) CT300 raw", "radserve whole instances"),
+        ("b) CT20 J2K", "radserve read_series"),
+    ):
+        for baseline in ("dcm2niix -z n", "SimpleITK ImageSeriesReader"):
+            ratios = [
+                a / b
+                for a, b in zip(all_runs[(case, method)], all_runs[(case, baseline)], strict=True)
+            ]
+            q1, _, q3 = (
+                statistics.quantiles(ratios, n=4, method="inclusive")
+                if len(ratios) > 1
+                else ratios * 3
+            )
+            print(
+                f"| {case} | {method} | {baseline} | {statistics.median(ratios):.2f} | "
+                f"{q1:.2f}-{q3:.2f} | {min(ratios):.2f}-{max(ratios):.2f} |"
+            )
 
 
 if __name__ == "__main__":

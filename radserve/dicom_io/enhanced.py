@@ -12,13 +12,16 @@ Private functional groups are ignored.
 
 from __future__ import annotations
 
+import functools
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 
 from radserve.dicom_io.errors import InvalidDicomError, NotAVolumeError
 
@@ -47,6 +50,9 @@ _FRAME_STACK_KEYWORDS = (
     ("CTImageFrameTypeSequence", "FrameType"),
     ("FrameContentSequence", "DimensionIndexValues"),
 )
+
+# struct formats of the binary numeric VRs read straight from raw bytes.
+_BINARY_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
 
 
 @dataclass(frozen=True)
@@ -79,14 +85,18 @@ class ImagePlane:
 
 def is_enhanced(ds: Dataset) -> bool:
     """Whether ``ds`` describes its frames with functional groups (enhanced multi-frame)."""
-    return "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
+    # Tags, not keywords: a keyword lookup costs more than the test itself.
+    return (
+        _tag("PerFrameFunctionalGroupsSequence") in ds
+        or _tag("SharedFunctionalGroupsSequence") in ds
+    )
 
 
 def sop_instance_uid_of(ds: Dataset) -> str:
     """The SOP Instance UID, falling back to the file meta when the data set leaves it blank."""
-    uid = str(ds.get("SOPInstanceUID", "") or "")
+    uid = text_value(ds, "SOPInstanceUID")
     if not uid and hasattr(ds, "file_meta"):
-        uid = str(ds.file_meta.get("MediaStorageSOPInstanceUID", "") or "")
+        uid = text_value(ds.file_meta, "MediaStorageSOPInstanceUID")
     return uid
 
 
@@ -99,7 +109,7 @@ def planes_of_instance(ds: Dataset) -> list[ImagePlane]:
         InvalidDicomError: The Per-Frame Functional Groups Sequence does not match Number of
             Frames.
     """
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = integer(ds, "NumberOfFrames", 1)
     if is_enhanced(ds):
         return _enhanced_planes(ds, frames)
     if frames > 1:
@@ -112,8 +122,8 @@ def planes_of_instance(ds: Dataset) -> list[ImagePlane]:
             image_position_mm=_triple(numbers(ds, "ImagePositionPatient")),
             image_orientation=_sextuple(numbers(ds, "ImageOrientationPatient")),
             pixel_spacing_mm=_pair(numbers(ds, "PixelSpacing")),
-            rows=int(ds.Rows),
-            columns=int(ds.Columns),
+            rows=required_integer(ds, "Rows"),
+            columns=required_integer(ds, "Columns"),
             rescale_slope=_number(numbers(ds, "RescaleSlope"), 1.0),
             rescale_intercept=_number(numbers(ds, "RescaleIntercept"), 0.0),
             sop_instance_uid=sop_instance_uid_of(ds),
@@ -153,7 +163,7 @@ def _enhanced_planes(ds: Dataset, frames: int) -> list[ImagePlane]:
             f"for {frames} frames"
         )
     uid = sop_instance_uid_of(ds)
-    rows, columns = int(ds.Rows), int(ds.Columns)
+    rows, columns = required_integer(ds, "Rows"), required_integer(ds, "Columns")
     planes = []
     for index in range(frames):
         frame = per_frame[index] if per_frame else None
@@ -196,21 +206,30 @@ def _get(item: Dataset | None, keyword: str) -> Any:
 def numbers(ds: Dataset | None, keyword: str) -> tuple[float, ...] | None:
     """The values of a numeric (DS, IS, FD, US, ...) attribute; ``None`` when absent or empty.
 
-    Decimal strings not yet parsed are read straight from their bytes: much faster than
+    Values not yet converted by pydicom are read straight from their bytes: much faster than
     pydicom's validating conversion, which matters for series of hundreds of slices.
 
     Raises:
         InvalidDicomError: The value is not a list of numbers.
     """
-    tag = Tag(keyword)
+    tag = _tag(keyword)
     element = None if ds is None else ds.get_item(tag)
     if ds is None or element is None or isinstance(element, Dataset):
         return None
     value = element.value
     try:
-        if isinstance(value, bytes) and (element.VR or dictionary_VR(tag)) in ("DS", "IS"):
-            text = value.decode("ascii").strip(" \x00")
-            return tuple(float(v) for v in text.split("\\")) if text else None
+        if isinstance(value, bytes):
+            vr = element.VR or _dictionary_vr(tag)
+            if vr in ("DS", "IS"):
+                text = value.decode("ascii").strip(" \x00")
+                return tuple(float(v) for v in text.split("\\")) if text else None
+            fmt = _BINARY_FORMATS.get(vr or "")
+            if fmt is not None and isinstance(element, RawDataElement):
+                count, remainder = divmod(len(value), struct.calcsize(fmt))
+                if not remainder:
+                    order = "<" if element.is_little_endian else ">"
+                    unpacked = struct.unpack(f"{order}{count}{fmt}", value)
+                    return tuple(float(v) for v in unpacked) if unpacked else None
         value = ds[tag].value  # converted by pydicom
         if value is None or value == "":
             return None
@@ -221,9 +240,49 @@ def numbers(ds: Dataset | None, keyword: str) -> tuple[float, ...] | None:
         raise InvalidDicomError(f"{keyword} is not a list of numbers") from exc
 
 
+def integer(ds: Dataset, keyword: str, default: int) -> int:
+    """The first value of an integer attribute; ``default`` when absent, empty or zero.
+
+    Raises:
+        InvalidDicomError: The value is not a number.
+    """
+    values = numbers(ds, keyword)
+    return int(values[0]) if values and values[0] else default
+
+
+def required_integer(ds: Dataset, keyword: str) -> int:
+    """The first value of an integer attribute that must be present (Rows, Bits Allocated).
+
+    Raises:
+        AttributeError: The attribute is absent.
+        TypeError: The attribute is empty.
+        InvalidDicomError: The value is not a number.
+    """
+    values = numbers(ds, keyword)
+    return int(values[0]) if values else int(getattr(ds, keyword))
+
+
+def text_value(ds: Dataset, keyword: str) -> str:
+    """A single-valued UI or CS attribute as ``str(ds.get(keyword, "") or "")`` gives it.
+
+    Read straight from the bytes when pydicom has not converted the value yet (the same
+    decoding, without its validation), which is much faster.
+    """
+    tag = _tag(keyword)
+    element = ds.get_item(tag)
+    if element is None:
+        return ""
+    value = element.value
+    if isinstance(value, bytes) and (element.VR or _dictionary_vr(tag)) in ("UI", "CS"):
+        text = value.decode("iso8859").rstrip(" \x00")  # pydicom's default encoding
+        if "\\" not in text:
+            return text
+    return str(ds.get(keyword, "") or "")
+
+
 def code_strings(ds: Dataset, keyword: str) -> tuple[str, ...]:
     """The values of an ASCII attribute (CS, UI, ...), read like :func:`numbers`."""
-    tag = Tag(keyword)
+    tag = _tag(keyword)
     element = ds.get_item(tag)
     if element is None or isinstance(element, Dataset):
         return ()
@@ -263,3 +322,15 @@ def _text(value: Any) -> str:
     if isinstance(value, Iterable) and not isinstance(value, str | bytes):
         return "\\".join(str(v) for v in value)
     return str(value)
+
+
+@functools.cache
+def _tag(keyword: str) -> BaseTag:
+    return Tag(keyword)
+
+
+def _dictionary_vr(tag: BaseTag) -> str | None:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return None

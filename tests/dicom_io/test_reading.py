@@ -17,6 +17,7 @@ import numpy.typing as npt
 import pydicom
 import pytest
 from pydicom import config as pydicom_config
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import (
@@ -38,8 +39,11 @@ from radserve.dicom_io.errors import (
 )
 from radserve.dicom_io.reading import (
     decode_pixel_arrays,
+    iter_instance_headers,
     iter_instances,
     read_instance,
+    read_pixel_data_into,
+    with_pixel_data,
 )
 from radserve.dicom_io.transfer_syntax import (
     DEFLATED_IMAGE_FRAME_COMPRESSION,
@@ -610,3 +614,116 @@ def test_supported_syntaxes_include_every_common_one() -> None:
     check_transfer_syntax("1.2.840.10008.1.2.4.90")
     with pytest.raises(UnsupportedTransferSyntaxError, match="MPEG2"):
         check_transfer_syntax("1.2.840.10008.1.2.4.100")
+
+
+# --- headers with the location of their pixel data; log summaries --------------------------
+
+
+def test_headers_locate_uncompressed_pixel_data(native_ct: Path, shared_data: Path) -> None:
+    compressed = _totalseg_files(shared_data)[0]
+    (header, location), (whole, none) = iter_instance_headers([native_ct, compressed])
+    assert none is None and "PixelData" in whole  # compressed: read whole
+    assert location is not None and "PixelData" not in header
+    assert (location.path, location.vr, location.little_endian) == (native_ct, "OW", True)
+    reference = pydicom.dcmread(native_ct)
+    assert location.length == len(reference.PixelData)
+    assert header.to_json_dict() == read_instance(native_ct, stop_before_pixels=True).to_json_dict()
+    stored = np.empty((512, 512), dtype=np.uint16)
+    read_pixel_data_into(location, stored)
+    assert np.array_equal(stored, reference.pixel_array)
+    row = np.empty(512, dtype=np.uint16)
+    read_pixel_data_into(location, row, start=511 * 1024)
+    assert np.array_equal(row, reference.pixel_array[511])
+    with pytest.raises(InvalidDicomError, match="fewer than"):
+        read_pixel_data_into(location, row, start=511 * 1024 + 2)
+    full = with_pixel_data(header, location)
+    assert np.array_equal(_stored(full), reference.pixel_array)
+    assert "PixelData" not in header
+
+
+def test_headers_read_alone_equal_pydicom_headers(shared_data: Path) -> None:
+    # One file of every real series: implicit and explicit VR, several vendors, sequences of
+    # defined and undefined length, private elements.
+    folders = {path.parent for path in shared_data.rglob("*.dcm")}
+    files = [min(folder.glob("*.dcm")) for folder in sorted(folders)]
+    located = 0
+    for path, (header, location) in zip(files, iter_instance_headers(files), strict=True):
+        if location is None:
+            continue
+        located += 1
+        reference = read_instance(path, stop_before_pixels=True)
+        assert list(header.keys()) == list(reference.keys()), path
+        for tag, ours in header.items():
+            theirs = reference.get_item(tag, keep_deferred=True)
+            if isinstance(ours, RawDataElement) or isinstance(theirs, RawDataElement):
+                assert tuple(ours) == tuple(theirs), (path, tag)
+        assert header.to_json_dict() == reference.to_json_dict(), path
+        assert header.file_meta == reference.file_meta
+        assert header.preamble == reference.preamble
+        assert header.original_encoding == reference.original_encoding
+        assert header.original_character_set == reference.original_character_set
+        assert header.filename == str(path)
+        value = path.read_bytes()[location.offset :]
+        assert value == read_instance(path).PixelData
+    assert located >= 20
+
+
+def test_file_cut_after_its_header_was_read(native_ct: Path, tmp_path: Path) -> None:
+    path = tmp_path / "ct.dcm"
+    path.write_bytes(native_ct.read_bytes())
+    ((_, location),) = iter_instance_headers([path])
+    assert location is not None
+    path.write_bytes(native_ct.read_bytes()[:-1000])
+    with pytest.raises(InvalidDicomError, match=r"ct\.dcm: file ends inside the Pixel Data"):
+        read_pixel_data_into(location, np.empty((512, 512), dtype=np.uint16))
+
+
+def test_truncated_file_is_skipped_when_reading_headers(
+    native_ct: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "ok.dcm").write_bytes(native_ct.read_bytes())
+    (tmp_path / "cut.dcm").write_bytes(native_ct.read_bytes()[:-100])
+    caplog.set_level(logging.INFO, logger=READING_LOGGER)
+    found = list(iter_instance_headers([tmp_path]))
+    assert len(found) == 1 and found[0][1] is not None
+    assert any(
+        "cut.dcm" in r.getMessage() and "truncated" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_quirks_are_summarised_once_per_call(
+    shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = _totalseg_files(shared_data)[:2] + _sts_files(shared_data)[:3]
+    caplog.set_level(logging.DEBUG, logger=READING_LOGGER)
+    assert len(list(iter_instances(files))) == 5
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert info == [
+        "tolerated in 5 instances: StudyID (SH) longer than 16 characters in 3; "
+        "blank SOPInstanceUID (set from the file meta MediaStorageSOPInstanceUID) in 2; "
+        "blank SOPClassUID (set from the file meta MediaStorageSOPClassUID) in 2"
+    ]
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert sum(": tolerated: " in message for message in debug) == 5
+    assert any(message.startswith(f"{files[0].name}: tolerated: blank") for message in debug)
+
+
+def test_instances_without_sop_class_are_summarised(
+    native_ct: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ds = pydicom.dcmread(native_ct)
+    del ds.SOPClassUID
+    del ds.file_meta.MediaStorageSOPClassUID
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=False)
+    caplog.set_level(logging.INFO, logger=READING_LOGGER)
+    for _ in range(2):
+        assert "SOPClassUID" not in read_instance(buffer.getvalue())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert (
+        warnings
+        == [
+            "1 instance without a SOP Class UID; writers cannot reference them",
+        ]
+        * 2
+    )

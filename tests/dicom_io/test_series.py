@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import copy
+import logging
 import re
+import zipfile
 from pathlib import Path
 
+import gdcm
 import numpy as np
 import numpy.typing as npt
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 from pydicom.valuerep import format_number_as_ds
 
@@ -24,7 +28,7 @@ from radserve.dicom_io.errors import (
     MultipleStacksError,
     NotAVolumeError,
 )
-from radserve.dicom_io.reading import iter_instances
+from radserve.dicom_io.reading import iter_instance_headers, iter_instances
 from radserve.dicom_io.series import (
     group_by_study,
     group_series,
@@ -35,6 +39,23 @@ from radserve.dicom_io.series import (
 )
 
 # --- helpers -----------------------------------------------------------------------------
+
+
+def _gdcm_convert(source: Path, target: Path, syntax: int) -> Path:
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(source))
+    assert reader.Read()
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(syntax))
+    change.SetInput(reader.GetImage())
+    assert change.Change()
+    writer = gdcm.ImageWriter()
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    writer.SetFileName(str(target))
+    assert writer.Write()
+    return target
 
 
 def _sts(shared_data: Path, case: int = 1) -> list[Dataset]:
@@ -503,3 +524,234 @@ def test_group_by_study_and_series(shared_data: Path) -> None:
         str(one[0].SeriesInstanceUID): one,
         str(two[0].SeriesInstanceUID): two,
     }
+
+
+# --- reading series from files: headers first, pixels straight into the volume -----------
+
+
+def _write(instances: list[Dataset], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, ds in enumerate(instances):
+        ds.save_as(folder / f"{k:03d}.dcm", enforce_file_format=True)
+    return folder
+
+
+def _consecutive_sts(shared_data: Path, count: int = 5) -> list[Dataset]:
+    """``count`` neighbouring slices of the real STS_001 CT (signed, 16 bits stored)."""
+    instances = sorted(_sts(shared_data), key=lambda ds: float(ds.ImagePositionPatient[2]))
+    return instances[20 : 20 + count]
+
+
+def _assert_same_series(path: Path) -> None:
+    """``read_image_series(path)`` equals the volume built from whole instances (pixels
+    included) read by ``iter_instances``."""
+    series = read_image_series(path)
+    reference = image_series_from_instances(list(iter_instances([path])))
+    assert series.volume.array.dtype == reference.volume.array.dtype
+    np.testing.assert_array_equal(series.volume.array, reference.volume.array)
+    assert series.volume.sop_instance_uids == reference.volume.sop_instance_uids
+    np.testing.assert_allclose(series.volume.affine_lps(), reference.volume.affine_lps())
+    for header, expected in zip(series.headers, reference.headers, strict=True):
+        assert header.to_json_dict() == expected.to_json_dict()
+
+
+def test_uncompressed_series_is_read_from_the_files(shared_data: Path) -> None:
+    folder = shared_data / "sts_ct" / "dicom" / "STS_001" / "image"
+    located = [location for _, location in iter_instance_headers([folder])]
+    assert len(located) == 59
+    assert all(location is not None for location in located)  # no Pixel Data parsed
+    series = read_image_series(folder)
+    assert all("PixelData" not in header for header in series.headers)
+    # Complete headers: every other element of the source instances is there.
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in _sts(shared_data)}
+    for header in series.headers[::20]:
+        source = by_uid[str(header.SOPInstanceUID)]
+        assert set(header.keys()) == set(source.keys()) - {Tag("PixelData")}
+    _assert_same_series(folder)
+
+
+def test_big_endian_series_matches_little_endian(shared_data: Path, tmp_path: Path) -> None:
+    instances = _consecutive_sts(shared_data)
+    source = _write(instances, tmp_path / "little")
+    for k, path in enumerate(sorted(source.iterdir())):
+        _gdcm_convert(path, tmp_path / "big" / f"{k}.dcm", gdcm.TransferSyntax.ExplicitVRBigEndian)
+    located = [location for _, location in iter_instance_headers([tmp_path / "big"])]
+    assert all(location is not None and not location.little_endian for location in located)
+    vol = read_series(tmp_path / "big")
+    np.testing.assert_array_equal(vol.array, volume_from_instances(instances).array)
+    assert int(vol.array.min()) < 0
+
+
+def test_garbage_in_unused_high_bits_is_cleared_like_pydicom(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    # Unsigned, 12 of 16 bits stored: set the 4 unused high bits of every other slice.
+    folder = shared_data / "dicom2nifti" / "generic" / "anatomical" / "001"
+    instances = [pydicom.dcmread(path) for path in sorted(folder.iterdir())]
+    clean = volume_from_instances(instances)
+    for ds in instances[::2]:
+        ds.PixelData = (ds.pixel_array | np.uint16(0xF000)).tobytes()
+    path = _write(instances, tmp_path / "series")
+    vol = read_series(path)
+    np.testing.assert_array_equal(vol.array, clean.array)
+    assert int(vol.array.max()) < 4096
+    for written in sorted(path.iterdir())[::2]:
+        ds = pydicom.dcmread(written)
+        uid = str(ds.SOPInstanceUID)
+        np.testing.assert_array_equal(vol.array[vol.sop_instance_uids.index(uid)], ds.pixel_array)
+
+
+def test_signed_values_without_sign_extension_are_extended(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    # Signed, 12 of 16 bits stored, written without the sign bits above bit 11.
+    instances = _consecutive_sts(shared_data, 4)
+    expected = []
+    for ds in instances:
+        values = np.clip(ds.pixel_array, -2048, 2047)
+        expected.append(values)
+        ds.BitsStored, ds.HighBit = 12, 11
+        ds.PixelData = (values.astype(np.uint16) & np.uint16(0x0FFF)).tobytes()
+    path = _write(instances, tmp_path / "series")
+    vol = read_series(path)
+    assert vol.array.dtype == np.int16
+    np.testing.assert_array_equal(vol.array, np.stack(expected))
+    assert int(vol.array.min()) < 0
+    reference = pydicom.dcmread(sorted(path.iterdir())[0]).pixel_array
+    np.testing.assert_array_equal(vol.array[0], reference)
+
+
+@pytest.mark.parametrize("bits_allocated", [8, 32])
+def test_8_and_32_bits_allocated(shared_data: Path, tmp_path: Path, bits_allocated: int) -> None:
+    instances = _consecutive_sts(shared_data, 4)
+    dtype = np.uint8 if bits_allocated == 8 else np.int32
+    for ds in instances:
+        values = ds.pixel_array.astype(np.int32)
+        if bits_allocated == 8:
+            values = np.clip(values // 16 + 64, 0, 255)
+        ds.BitsAllocated = ds.BitsStored = bits_allocated
+        ds.HighBit = bits_allocated - 1
+        ds.PixelRepresentation = 0 if bits_allocated == 8 else 1
+        ds.PixelData = values.astype(dtype).tobytes()
+        ds["PixelData"].VR = "OB" if bits_allocated == 8 else "OW"
+    path = _write(instances, tmp_path / "series")
+    assert all(location is not None for _, location in iter_instance_headers([path]))
+    vol = read_series(path)
+    assert vol.array.dtype == np.int16  # the values fit
+    np.testing.assert_array_equal(vol.array, volume_from_instances(instances).array)
+
+
+@pytest.mark.parametrize(
+    ("offset", "intercept", "dtype"),
+    [(1024, "0", np.int16), (40000, "-40000", np.int16), (40000, "0", np.float32)],
+)
+def test_16_bits_stored_unsigned(
+    shared_data: Path, tmp_path: Path, offset: int, intercept: str, dtype: type
+) -> None:
+    # Unsigned with all 16 bits stored: whether int16 holds the result depends on the values.
+    instances = _consecutive_sts(shared_data, 4)
+    for ds in instances:
+        values = np.clip(ds.pixel_array.astype(np.int32) + offset, 0, 65535)
+        ds.PixelRepresentation, ds.RescaleIntercept = 0, intercept
+        ds.PixelData = values.astype(np.uint16).tobytes()
+    vol = read_series(_write(instances, tmp_path / "series"))
+    assert vol.array.dtype == dtype
+    reference = volume_from_instances(instances)
+    assert reference.array.dtype == dtype
+    np.testing.assert_array_equal(vol.array, reference.array)
+    expected = instances[0].pixel_array.astype(np.int32) + int(intercept)
+    np.testing.assert_array_equal(
+        vol.array[vol.sop_instance_uids.index(str(instances[0].SOPInstanceUID))], expected
+    )
+
+
+def test_float_rescale_is_read_slice_by_slice(shared_data: Path, tmp_path: Path) -> None:
+    instances = _consecutive_sts(shared_data, 4)
+    for k, ds in enumerate(instances):
+        ds.RescaleSlope, ds.RescaleIntercept = f"{0.5 + k / 10:.1f}", "-3.25"
+    vol = read_series(_write(instances, tmp_path / "series"))
+    assert vol.array.dtype == np.float32
+    np.testing.assert_array_equal(vol.array, volume_from_instances(instances).array)
+
+
+def test_mixed_encodings_in_one_series(shared_data: Path, tmp_path: Path) -> None:
+    # Pixel Representation differs between slices and one slice is RLE compressed: no single
+    # stored type, so every slice goes through the general decoder.
+    instances = _consecutive_sts(shared_data, 5)
+    unsigned = instances[1]
+    values = unsigned.pixel_array.astype(np.int32) + 1024
+    unsigned.PixelRepresentation, unsigned.RescaleIntercept = 0, "-1024"
+    unsigned.PixelData = values.astype(np.uint16).tobytes()
+    path = _write(instances, tmp_path / "series")
+    rle = pydicom.dcmread(path / "003.dcm")
+    rle.compress(pydicom.uid.RLELossless)
+    rle.save_as(path / "003.dcm", enforce_file_format=True)
+    located = {
+        p.name: loc
+        for p, (_, loc) in zip(sorted(path.iterdir()), iter_instance_headers([path]), strict=True)
+    }
+    assert located["003.dcm"] is None and located["001.dcm"] is not None
+    _assert_same_series(path)
+
+
+def test_elements_after_the_pixel_data_are_kept(shared_data: Path, tmp_path: Path) -> None:
+    instances = _consecutive_sts(shared_data, 4)
+    instances[2].add_new(0xFFFCFFFC, "OB", bytes(16))  # Data Set Trailing Padding
+    path = _write(instances, tmp_path / "series")
+    located = [location for _, location in iter_instance_headers([path])]
+    assert [location is None for location in located] == [False, False, True, False]
+    series = read_image_series(path)
+    assert sum(0xFFFCFFFC in header for header in series.headers) == 1
+    _assert_same_series(path)
+
+
+def test_header_longer_than_the_first_read_chunk(shared_data: Path, tmp_path: Path) -> None:
+    instances = _consecutive_sts(shared_data, 3)
+    for ds in instances:
+        ds.add_new(0x00091010, "LO", "RADSERVE TEST")
+        ds.add_new(0x00091011, "OB", bytes(200_000))  # private, before the Pixel Data
+    path = _write(instances, tmp_path / "series")
+    assert all(location is not None for _, location in iter_instance_headers([path]))
+    _assert_same_series(path)
+
+
+def test_zip_of_a_series_reads_like_the_folder(shared_data: Path, tmp_path: Path) -> None:
+    folder = shared_data / "dicom2nifti" / "generic" / "anatomical" / "001"
+    archive = tmp_path / "series.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.iterdir()):
+            zf.write(path, f"series/{path.name}")
+    vol = read_series(archive)
+    np.testing.assert_array_equal(vol.array, read_series(folder).array)
+    assert vol.sop_instance_uids == read_series(folder).sop_instance_uids
+
+
+def test_enhanced_frames_in_reverse_order_on_disk(shared_data: Path, tmp_path: Path) -> None:
+    ds = pydicom.dcmread(_enhanced_file(shared_data, "siemens_multiframe"))
+    reference = volume_from_instances([ds])
+    ds.PerFrameFunctionalGroupsSequence = list(ds.PerFrameFunctionalGroupsSequence)[::-1]
+    ds.PixelData = ds.pixel_array[::-1].tobytes()
+    path = tmp_path / "reversed.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    ((_, location),) = iter_instance_headers([path])
+    assert location is not None
+    vol = read_series(path)
+    np.testing.assert_array_equal(vol.array, reference.array)
+    assert vol.frame_numbers == tuple(range(8, 0, -1))
+
+
+def test_one_summary_line_for_tolerated_quirks(
+    shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every STS_001 slice has an 18-character Study ID (SH allows 16).
+    caplog.set_level(logging.DEBUG, logger="radserve.dicom_io.reading")
+    read_series(shared_data / "sts_ct" / "dicom" / "STS_001" / "image")
+    records = [r for r in caplog.records if "tolerated" in r.getMessage()]
+    summaries = [r for r in records if r.levelno == logging.INFO]
+    assert [r.getMessage() for r in summaries] == [
+        "tolerated in 59 instances: StudyID (SH) longer than 16 characters"
+    ]
+    per_instance = [r for r in records if r.levelno == logging.DEBUG]
+    assert len(per_instance) == 59
+    study_id = str(_sts(shared_data)[0].StudyID)
+    assert all(study_id not in r.getMessage() for r in records)
