@@ -29,18 +29,14 @@ Choices the standard leaves to the implementation (no IOD tables are consulted):
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import hmac
-import logging
 import os
 import re
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import Enum
-from pathlib import Path
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -49,6 +45,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from radserve.dicom_io.deid_files import DeidReport, SkippedInput, deidentify_files
 from radserve.dicom_io.deid_profile import (
     BASIC_PROFILE_CODE_MEANING,
     BASIC_PROFILE_CODE_VALUE,
@@ -57,8 +54,7 @@ from radserve.dicom_io.deid_profile import (
     ProfileOption,
     ProfileRow,
 )
-from radserve.dicom_io.errors import DeidentificationError, InvalidDicomError
-from radserve.dicom_io.reading import DEFAULT_MAX_INSTANCE_BYTES, read_instance
+from radserve.dicom_io.errors import DeidentificationError
 from radserve.dicom_io.uids import derive_uid
 
 __all__ = [
@@ -72,8 +68,6 @@ __all__ = [
     "deidentify_files",
     "resolve_salt",
 ]
-
-logger = logging.getLogger(__name__)
 
 SALT_ENV_VAR = "RADSERVE_DEID_SALT"
 
@@ -475,35 +469,6 @@ def _rebuild_file_meta(out: Dataset, original: Dataset) -> None:
     out.file_meta = meta
 
 
-@dataclass(frozen=True)
-class SkippedInput:
-    """An input that was not de-identified: its name (relative to the input) and why."""
-
-    name: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class DeidReport:
-    """What :func:`deidentify_files` did.
-
-    Attributes:
-        written: The files written, ``<out>/<Study UID>/<Series UID>/<SOP UID>.dcm``.
-        skipped: Inputs that are not readable, complete DICOM instances, or repeat an instance
-            already written.
-        studies: Number of studies written.
-        series: Number of series written.
-        burned_in_annotation: Written instances flagged Burned In Annotation = YES, whose
-            pixel data may still show identifying text (pixel data is never changed).
-    """
-
-    written: tuple[Path, ...]
-    skipped: tuple[SkippedInput, ...]
-    studies: int
-    series: int
-    burned_in_annotation: int
-
-
 def resolve_salt(salt: str | None) -> str:
     """The salt given on the command line, else the one in ``RADSERVE_DEID_SALT``.
 
@@ -514,92 +479,3 @@ def resolve_salt(salt: str | None) -> str:
     if not value.strip():
         raise DeidentificationError(f"no de-identification salt: pass --salt or set {SALT_ENV_VAR}")
     return value
-
-
-def deidentify_files(inputs: Path, out_dir: Path, *, options: DeidOptions) -> DeidReport:
-    """De-identify every instance in a file, a folder (recursively) or a zip archive.
-
-    Each instance is written once, named by its new SOP Instance UID under folders named by
-    its new Study and Series Instance UIDs. Inputs that are not readable and complete DICOM
-    are skipped and listed in the report; nothing about them or the patients is logged.
-
-    Raises:
-        DeidentificationError: ``inputs`` does not exist.
-    """
-    if not inputs.exists():
-        raise DeidentificationError(f"input not found: {inputs.name}")
-    out_root = out_dir.resolve()
-    written: dict[Path, None] = {}
-    skipped: list[SkippedInput] = []
-    studies: set[str] = set()
-    series: set[str] = set()
-    burned_in = 0
-    for name, load in _sources(inputs, exclude=out_root):
-        try:
-            ds = load()  # read_instance rejects truncated and oversized instances
-            out = deidentify(ds, options=options)
-        except InvalidDicomError as exc:  # its message names the problem, never a value
-            skipped.append(SkippedInput(name, str(exc).split(": ", 1)[-1]))
-            continue
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-            skipped.append(SkippedInput(name, f"cannot be de-identified ({type(exc).__name__})"))
-            continue
-        study_uid = str(out.get("StudyInstanceUID", "")).strip() or "no-study-uid"
-        series_uid = str(out.get("SeriesInstanceUID", "")).strip() or "no-series-uid"
-        path = out_root / study_uid / series_uid / f"{out.SOPInstanceUID}.dcm"
-        if path in written:
-            skipped.append(SkippedInput(name, "repeats an instance already written"))
-            continue
-        _write(out, path)
-        written[path] = None
-        studies.add(study_uid)
-        series.add(series_uid)
-        burned_in += str(ds.get("BurnedInAnnotation", "")).upper() == "YES"
-    logger.info(
-        "de-identified %d instance(s) in %d series; skipped %d input(s)",
-        len(written),
-        len(series),
-        len(skipped),
-    )
-    if burned_in:
-        logger.warning("%d instance(s) flagged with burned-in annotation", burned_in)
-    return DeidReport(
-        written=tuple(written),
-        skipped=tuple(skipped),
-        studies=len(studies),
-        series=len(series),
-        burned_in_annotation=burned_in,
-    )
-
-
-def _sources(inputs: Path, *, exclude: Path) -> Iterator[tuple[str, Callable[[], Dataset]]]:
-    if inputs.is_dir():
-        files = sorted(
-            p for p in inputs.rglob("*") if p.is_file() and not p.resolve().is_relative_to(exclude)
-        )
-        for path in files:
-            yield from _file_sources(path, path.relative_to(inputs).as_posix())
-    else:
-        yield from _file_sources(inputs, inputs.name)
-
-
-def _file_sources(path: Path, name: str) -> Iterator[tuple[str, Callable[[], Dataset]]]:
-    if not zipfile.is_zipfile(path):
-        yield name, functools.partial(read_instance, path)
-        return
-    with zipfile.ZipFile(path) as archive:
-        for member in sorted(m for m in archive.namelist() if not m.endswith("/")):
-            yield f"{name}/{member}", functools.partial(_read_member, archive, member)
-
-
-def _read_member(archive: zipfile.ZipFile, member: str) -> Dataset:
-    with archive.open(member) as fp:  # bounded: the size in the archive may lie
-        data = fp.read(DEFAULT_MAX_INSTANCE_BYTES + 1)
-    return read_instance(data)  # raises InstanceTooLargeError past the limit
-
-
-def _write(ds: Dataset, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    ds.save_as(partial, enforce_file_format=False)
-    partial.replace(path)

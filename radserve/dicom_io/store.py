@@ -36,7 +36,6 @@ import re
 import sqlite3
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -45,8 +44,24 @@ from typing import Any, BinaryIO
 from pydicom.dataset import Dataset
 
 from radserve.dicom_io.enhanced import text_value
-from radserve.dicom_io.errors import DicomIOError, InvalidDicomError
+from radserve.dicom_io.errors import (
+    DicomIOError,
+    DuplicateInstanceError,
+    InstanceNotFoundError,
+    InstanceRejectedError,
+    InvalidDicomError,
+    QueryError,
+    StoreError,
+    StoreFullError,
+)
 from radserve.dicom_io.reading import DEFAULT_MAX_INSTANCE_BYTES, read_instance
+from radserve.dicom_io.store_batch import (
+    BatchOutcome,
+    FailedInstance,
+    IngestBatch,
+    PendingInstance,
+    StoredInstance,
+)
 from radserve.dicom_io.store_files import (
     StagedFile,
     fsync_folder,
@@ -64,10 +79,11 @@ from radserve.dicom_io.store_index import (
     insert_rows,
     transaction,
 )
-from radserve.dicom_io.store_query import InstanceQuery, QueryError, result_json, search_sql
+from radserve.dicom_io.store_query import InstanceQuery, result_json, search_sql
 from radserve.dicom_io.transfer_syntax import check_transfer_syntax
 
 __all__ = [
+    "BatchOutcome",
     "DuplicateInstanceError",
     "FailedInstance",
     "IngestBatch",
@@ -88,134 +104,6 @@ logger = logging.getLogger(__name__)
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 _SYNC_THREADS = 8
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
-
-
-class StoreError(DicomIOError):
-    """The instance store failed (I/O or index); the root of the store's errors."""
-
-
-class DuplicateInstanceError(StoreError):
-    """An instance with this SOP Instance UID is stored already, with different content."""
-
-
-class InstanceNotFoundError(StoreError):
-    """No instance matches the requested study, series or SOP Instance UID."""
-
-
-class InstanceRejectedError(StoreError):
-    """The instance cannot be stored as it is: missing or malformed UIDs, not in the expected
-    study, or in a series the index knows under another study."""
-
-
-class StoreFullError(StoreError):
-    """The store is out of resources: no disk space, or the study holds the maximum number of
-    instances."""
-
-
-@dataclass(frozen=True)
-class StoredInstance:
-    """One instance in the store.
-
-    Attributes:
-        study_instance_uid: Its study.
-        series_instance_uid: Its series.
-        sop_instance_uid: Its SOP Instance UID.
-        sop_class_uid: Its SOP Class UID.
-        transfer_syntax_uid: The transfer syntax of its file.
-        path: Its file.
-        size_bytes: The size of its file.
-        sha256: The SHA-256 of its file, hex.
-        created: ``False`` when an identical copy was stored already (a no-op).
-    """
-
-    study_instance_uid: str
-    series_instance_uid: str
-    sop_instance_uid: str
-    sop_class_uid: str
-    transfer_syntax_uid: str
-    path: Path
-    size_bytes: int
-    sha256: str
-    created: bool = True
-
-
-@dataclass(frozen=True)
-class FailedInstance:
-    """An instance the store refused; UIDs are empty where the data could not be read."""
-
-    sop_class_uid: str
-    sop_instance_uid: str
-    error: DicomIOError
-
-
-@dataclass(frozen=True)
-class BatchOutcome:
-    """What a committed batch stored and refused, each in the order added."""
-
-    stored: tuple[StoredInstance, ...]
-    failed: tuple[FailedInstance, ...]
-
-
-@dataclass(frozen=True)
-class _Pending:
-    staged: StagedFile
-    instance: StoredInstance
-    rows: IndexRows
-
-
-class IngestBatch:
-    """Instances received together (one STOW-RS request), made durable by one commit.
-
-    Use as a context manager, or call :meth:`commit` (or :meth:`abort`) exactly once.
-    Not for concurrent use from several threads; batches of different threads are fine.
-    """
-
-    def __init__(self, store: InstanceStore) -> None:
-        self._store = store
-        self._pending: list[_Pending | FailedInstance] = []
-        self._done = False
-
-    def add(self, staged: StagedFile, *, study_instance_uid: str | None = None) -> None:
-        """Validate a received file and queue it; a refusal is reported by :meth:`commit`.
-
-        Args:
-            staged: The file, closed; the batch owns it from now on.
-            study_instance_uid: Refuse the instance unless it belongs to this study.
-        """
-        if self._done:
-            raise StoreError("batch already committed or aborted")
-        staged.close()
-        result = self._store._validate(staged, study_instance_uid)
-        if isinstance(result, FailedInstance):
-            staged.discard()
-        self._pending.append(result)
-
-    def commit(self) -> BatchOutcome:
-        """Store and index the queued instances; durable once this returns."""
-        if self._done:
-            raise StoreError("batch already committed or aborted")
-        self._done = True
-        return self._store._commit(self._pending)
-
-    def abort(self) -> None:
-        """Drop the queued instances."""
-        if not self._done:
-            self._done = True
-            for item in self._pending:
-                if isinstance(item, _Pending):
-                    item.staged.discard()
-
-    def __enter__(self) -> IngestBatch:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None or not self._done:
-            self.abort()
 
 
 class InstanceStore:
@@ -376,7 +264,7 @@ class InstanceStore:
 
     def _validate(
         self, staged: StagedFile, study_instance_uid: str | None
-    ) -> _Pending | FailedInstance:
+    ) -> PendingInstance | FailedInstance:
         size = staged.size_bytes
         try:
             ds = read_received(staged.path, size=size, max_bytes=self.max_instance_bytes)
@@ -401,7 +289,7 @@ class InstanceStore:
             size_bytes=size,
             sha256=staged.sha256,
         )
-        return _Pending(staged, instance, index_rows(ds, file_values=values))
+        return PendingInstance(staged, instance, index_rows(ds, file_values=values))
 
     def _file_values(self, ds: Dataset, path: Path, size: int, sha256: str) -> dict[str, Any]:
         return {
@@ -412,8 +300,8 @@ class InstanceStore:
             "stored_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
 
-    def _commit(self, items: list[_Pending | FailedInstance]) -> BatchOutcome:
-        pending = [item for item in items if isinstance(item, _Pending)]
+    def _commit(self, items: list[PendingInstance | FailedInstance]) -> BatchOutcome:
+        pending = [item for item in items if isinstance(item, PendingInstance)]
         results: dict[int, StoredInstance | FailedInstance] = {
             k: item for k, item in enumerate(items) if isinstance(item, FailedInstance)
         }
@@ -422,7 +310,7 @@ class InstanceStore:
         except OSError as exc:
             error = _io_error("a received file cannot be synced", exc)
             for k, entry in enumerate(items):
-                if isinstance(entry, _Pending):
+                if isinstance(entry, PendingInstance):
                     results[k] = _failed(entry.instance, error)
         else:
             with self._index.writing() as db:
@@ -432,7 +320,7 @@ class InstanceStore:
                 except (OSError, sqlite3.Error) as exc:
                     error = _io_error("instances cannot be stored", exc)
                     for k, entry in enumerate(items):
-                        if isinstance(entry, _Pending):
+                        if isinstance(entry, PendingInstance):
                             results[k] = _failed(entry.instance, error)
         for item in pending:
             item.staged.discard()  # nothing left to delete for files renamed into place
@@ -445,17 +333,17 @@ class InstanceStore:
     def _classify(
         self,
         db: sqlite3.Connection,
-        items: list[_Pending | FailedInstance],
+        items: list[PendingInstance | FailedInstance],
         results: dict[int, StoredInstance | FailedInstance],
-    ) -> tuple[list[tuple[int, _Pending]], list[Path]]:
+    ) -> tuple[list[tuple[int, PendingInstance]], list[Path]]:
         """Decide, under the write lock, what each pending instance becomes."""
-        accepted: list[tuple[int, _Pending]] = []
+        accepted: list[tuple[int, PendingInstance]] = []
         replaced: list[Path] = []
-        batch_sops: dict[str, _Pending] = {}
+        batch_sops: dict[str, PendingInstance] = {}
         batch_series: dict[str, str] = {}
         batch_counts: dict[str, int] = {}
         for k, item in enumerate(items):
-            if not isinstance(item, _Pending):
+            if not isinstance(item, PendingInstance):
                 continue
             inst = item.instance
             failure: DicomIOError | None = None
@@ -518,7 +406,7 @@ class InstanceStore:
         return accepted, replaced
 
     def _publish(
-        self, db: sqlite3.Connection, accepted: list[_Pending], replaced: list[Path]
+        self, db: sqlite3.Connection, accepted: list[PendingInstance], replaced: list[Path]
     ) -> None:
         """Journal, rename into place, fsync folders, index; ``db`` is the held writer."""
         if not accepted:

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
-from radserve.dicom_io.errors import DicomIOError
+from radserve.dicom_io.errors import QueryError
 from radserve.dicom_io.store_index import (
     ATTRIBUTES,
     ATTRIBUTES_BY_KEYWORD,
@@ -33,10 +33,6 @@ from radserve.dicom_io.store_index import (
 
 _DATE = re.compile(r"\d{8}")
 _TIME = re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?")
-
-
-class QueryError(DicomIOError):
-    """A query cannot be run: an unsupported matching attribute or a malformed value."""
 
 
 @dataclass(frozen=True)
