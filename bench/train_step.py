@@ -171,9 +171,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--package", type=Path, default=REPO_ROOT / "models/sts-ct-gtv/1.0.0")
-    parser.add_argument(
-        "--checkpoint", type=Path, default=Path("runs/sts-ct-gtv/best.pt")
-    )
+    parser.add_argument("--checkpoint", type=Path, default=Path("runs/sts-ct-gtv/best.pt"))
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "bench/results/train_step.json")
     args = parser.parse_args()
     training = bench_training(args.cases, args.steps, args.threads)
