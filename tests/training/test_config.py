@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,8 @@ def test_unknown_key_is_named() -> None:
 
 
 def test_wrong_type_is_named() -> None:
-    text = _text().replace("  epochs: 160", "  epochs: many")
+    text, replaced = re.subn(r"(?m)^  epochs: \d+", "  epochs: many", _text())
+    assert replaced == 1
     with pytest.raises(ConfigError, match=r"optim.epochs"):
         parse_config(text, base_dir=CONFIGS)
 
