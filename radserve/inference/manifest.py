@@ -30,7 +30,7 @@ error at load time rather than a setting silently ignored. An example::
         name: GTV
         category: {value: "49755003", scheme: SCT, meaning: Morphologically Abnormal Structure}
         type: {value: "108369006", scheme: SCT, meaning: Neoplasm}
-    radiomics_parameter_set: ct_default   # optional
+    radiomics_parameter_set: default   # optional
     provenance:
       training_config_sha256: 9f2c...04
       dataset: TCIA Soft-tissue-Sarcoma, 39 training / 4 validation cases

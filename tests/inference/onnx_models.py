@@ -116,7 +116,7 @@ def manifest_dict(model: bytes, **sections: Any) -> dict[str, Any]:
                 "type": {"value": "272673000", "scheme": "SCT", "meaning": "Bone"},
             }
         ],
-        "radiomics_parameter_set": "ct_default",
+        "radiomics_parameter_set": "default",
         "provenance": {
             "training_config_sha256": "0" * 64,
             "dataset": "synthetic test model, no training data",

@@ -1,0 +1,217 @@
+"""Benchmark: radserve's radiomics extraction against the stock PyRadiomics call.
+
+The STS CT cases (``../shared/data/sts_ct/nifti``, NIfTI image + GTV mask) are extracted
+with a parameter set (``default``: original, LoG 1/3/5 mm, wavelet; 1130 features) by
+
+* stock: ``RadiomicsFeatureExtractor(params).execute(image, mask)``, one case after the
+  other, as a PyRadiomics user runs it (diagnostics on, PyRadiomics' default), and again
+  with ``additionalInfo: false``;
+* radserve, serial: ``extract_features`` in this process, one case after the other;
+* radserve, parallel: ``extract_cases`` over a process pool of ``--workers`` processes
+  (each worker reads its case: file reading is included on this side only).
+
+Images are read once before timing (except in the parallel run). Every feature of every
+case is compared with the stock values (relative tolerance 1e-6) before any time is
+reported. A cProfile of the serial run on ``--profile-cases`` cases shows where the
+remaining time goes.
+
+    .venv/bin/python bench/radiomics.py [--cases 43] [--workers 2] [--params default]
+"""
+
+# ruff: noqa: E402  (sys.path must be fixed before PyRadiomics is imported)
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is bench/radiomics.py. A script run from bench/ has bench/ first on sys.path, so
+# ``import radiomics`` (PyRadiomics) finds this file. Run as a script, it drops bench/ from
+# the path; imported in PyRadiomics' place (by another bench script), it puts the real
+# package in its place and leaves that script's path as it was.
+_BENCH = Path(__file__).resolve().parent
+_WITHOUT_BENCH = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
+if __name__ == "radiomics":
+    import importlib
+
+    _saved = list(sys.path)
+    sys.path[:] = _WITHOUT_BENCH
+    try:
+        del sys.modules["radiomics"]
+        sys.modules["radiomics"] = importlib.import_module("radiomics")
+    finally:
+        sys.path[:] = _saved
+else:
+    sys.path[:] = _WITHOUT_BENCH
+
+import argparse
+import cProfile
+import dataclasses
+import logging
+import math
+import pstats
+import statistics
+import time
+
+from radserve.dicom_io.labelmap import LabelMap
+from radserve.dicom_io.volume import Volume
+from radserve.radiomics.batch import CaseSpec, extract_cases
+from radserve.radiomics.extract import default_workers, extract_features, process_pool
+from radserve.radiomics.inputs import read_case
+from radserve.radiomics.params import ParameterSet, load_parameter_set
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "sts_ct" / "nifti"
+RTOL = 1e-6
+# Where the serial radserve run spends its time, by the function that does the work.
+_CATEGORIES = {
+    "LaplacianRecursiveGaussianImageFilter": "LoG filter (SimpleITK)",
+    "swtn": "wavelet transform (PyWavelets)",
+    "calculate_coefficients": "shape: mesh, surface, O(n^2) maximum diameters (C)",
+    "calculate_glcm": "texture matrices (C)",
+    "calculate_glrlm": "texture matrices (C)",
+    "calculate_glszm": "texture matrices (C)",
+    "calculate_gldm": "texture matrices (C)",
+    "calculate_ngtdm": "texture matrices (C)",
+}
+
+
+def _cases(count: int) -> list[str]:
+    return sorted(p.name for p in DATA.iterdir() if (p / "mask.nii.gz").exists())[:count]
+
+
+def _load(case: str) -> tuple[Volume, LabelMap]:
+    volume, labelmap = read_case(DATA / case / "image.nii.gz", DATA / case / "mask.nii.gz")
+    volume = dataclasses.replace(volume, modality="CT")
+    return volume, LabelMap(volume.with_array(labelmap.volume.array), labelmap.segments)
+
+
+def _stock(
+    parameter_set: ParameterSet, volume: Volume, labelmap: LabelMap, *, info: bool
+) -> tuple[float, dict[str, float]]:
+    from radiomics.featureextractor import RadiomicsFeatureExtractor
+
+    parameters = parameter_set.parameters()
+    parameters.setdefault("setting", {})["additionalInfo"] = info
+    extractor = RadiomicsFeatureExtractor(parameters)
+    image, mask = volume.to_sitk(), labelmap.volume.to_sitk()
+    start = time.perf_counter()
+    result = extractor.execute(image, mask, label=1)
+    elapsed = time.perf_counter() - start
+    return elapsed, {k: float(v) for k, v in result.items() if not k.startswith("diagnostics_")}
+
+
+def _compare(ours: dict[str, float], stock: dict[str, float]) -> float:
+    """The largest relative difference; raises if a feature is missing or differs."""
+    if set(ours) != set(stock):
+        raise SystemExit(f"feature sets differ: {sorted(set(ours) ^ set(stock))[:5]}")
+    worst = 0.0
+    for name, value in stock.items():
+        if not math.isclose(ours[name], value, rel_tol=RTOL, abs_tol=1e-12):
+            raise SystemExit(f"{name}: radserve {ours[name]!r} != stock {value!r}")
+        if value != ours[name]:
+            worst = max(worst, abs(ours[name] - value) / abs(value))
+    return worst
+
+
+def _profile_breakdown(profile: cProfile.Profile, total: float) -> list[tuple[str, float]]:
+    stats = pstats.Stats(profile)
+    spent: dict[str, float] = {}
+    for (_, _, function), (_, _, own, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        for marker, category in _CATEGORIES.items():
+            if marker in function:
+                spent[category] = spent.get(category, 0.0) + own
+    spent["everything else (PyRadiomics' Python, binning, cropping, I/O)"] = total - sum(
+        spent.values()
+    )
+    return sorted(spent.items(), key=lambda item: -item[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cases", type=int, default=43)
+    parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--params", default="default")
+    parser.add_argument("--profile-cases", type=int, default=5)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    parameter_set = load_parameter_set(args.params)
+    names = _cases(args.cases)
+    print(f"{len(names)} STS cases, parameter set {parameter_set.identifier}")
+
+    stock_info, stock_plain, serial, worst, voxels = [], [], [], 0.0, []
+    features = 0
+    serial_values: dict[str, dict[str, float]] = {}
+    for name in names:
+        volume, labelmap = _load(name)
+        voxels.append(int((labelmap.volume.array == 1).sum()))
+        start = time.perf_counter()
+        (ours,) = extract_features(volume, labelmap, parameter_set=parameter_set)
+        serial.append(time.perf_counter() - start)
+        serial_values[name] = ours.values()
+        elapsed, stock = _stock(parameter_set, volume, labelmap, info=True)
+        stock_info.append(elapsed)
+        elapsed, stock_no_info = _stock(parameter_set, volume, labelmap, info=False)
+        stock_plain.append(elapsed)
+        worst = max(worst, _compare(ours.values(), stock), _compare(ours.values(), stock_no_info))
+        features += len(stock)
+        print(
+            f"  {name}: {voxels[-1]:7d} voxels  stock {stock_info[-1]:6.2f} s "
+            f"(no diagnostics {stock_plain[-1]:6.2f} s)  radserve {serial[-1]:6.2f} s"
+        )
+
+    specs = [CaseSpec(n, DATA / n / "image.nii.gz", DATA / n / "mask.nii.gz") for n in names]
+    start = time.perf_counter()
+    with process_pool(args.workers) as pool:
+        results = extract_cases(
+            specs, parameter_set=parameter_set, workers=args.workers, executor=pool, modality="CT"
+        )
+    parallel_wall = time.perf_counter() - start
+    for name, result in zip(names, results, strict=True):
+        if result.error is not None:
+            raise SystemExit(f"{name}: {result.error}")
+        if result.segments[0].values() != serial_values[name]:
+            raise SystemExit(f"{name}: parallel and serial values differ")
+
+    n = len(names)
+    per_roi = {
+        "stock execute (diagnostics on, PyRadiomics' default)": sum(stock_info) / n,
+        "stock execute, additionalInfo: false": sum(stock_plain) / n,
+        "radserve, serial (1 process)": sum(serial) / n,
+        f"radserve, {args.workers} worker processes (wall / ROI)": parallel_wall / n,
+    }
+    reference = per_roi["stock execute (diagnostics on, PyRadiomics' default)"]
+    print(
+        f"\nvalues: {features} features compared, all within rtol {RTOL} "
+        f"(largest relative difference {worst:.2e})"
+    )
+    print("\n| run | mean per ROI | median per ROI | speedup vs stock |")
+    print("|---|---|---|---|")
+    medians = {
+        "stock execute (diagnostics on, PyRadiomics' default)": statistics.median(stock_info),
+        "stock execute, additionalInfo: false": statistics.median(stock_plain),
+        "radserve, serial (1 process)": statistics.median(serial),
+    }
+    for label, mean in per_roi.items():
+        median = medians.get(label)
+        shown = f"{median:.2f} s" if median is not None else "-"
+        print(f"| {label} | {mean:.2f} s | {shown} | {reference / mean:.1f}x |")
+
+    profile_names = names[: args.profile_cases]
+    profile = cProfile.Profile()
+    total = 0.0
+    for name in profile_names:
+        volume, labelmap = _load(name)
+        start = time.perf_counter()
+        profile.enable()
+        extract_features(volume, labelmap, parameter_set=parameter_set)
+        profile.disable()
+        total += time.perf_counter() - start
+    print(f"\nradserve serial time by activity ({len(profile_names)} cases, {total:.1f} s):")
+    print("| activity | share |")
+    print("|---|---|")
+    for category, seconds in _profile_breakdown(profile, total):
+        print(f"| {category} | {100 * seconds / total:.0f} % |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,450 @@
+"""PyRadiomics' ``RadiomicsFeatureExtractor.execute``, step for step, on pre-cropped images.
+
+The steps and the PyRadiomics functions they call are the stock ones (load and check the
+mask, resegment, shape on the bounding box, then each filtered image cropped to the
+bounding box), with three differences that do not change any value:
+
+* each filtered image is computed on its region of a :class:`~.cropping.CropPlan` instead
+  of the whole image;
+* diagnostics (``additionalInfo``) are only computed when asked for;
+* each feature class runs on its own: a class that fails (a segment too small for it)
+  is reported as skipped with PyRadiomics' reason, and the other classes still come out.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from radserve.radiomics.cropping import CropPlan, Region
+from radserve.radiomics.errors import ExtractionError, MaskGeometryError, SegmentTooSmallError
+from radserve.radiomics.params import ParameterSet
+
+logger = logging.getLogger(__name__)
+
+_SHAPE_CLASSES = ("shape", "shape2D")
+# PyRadiomics logs this warning for every GLCM; it says nothing about the segment.
+_NOISE = ("GLCM is symmetrical",)
+_binning: contextvars.ContextVar[dict[Any, Any] | None] = contextvars.ContextVar(
+    "radiomics_binning", default=None
+)
+_records: contextvars.ContextVar[list[logging.LogRecord] | None] = contextvars.ContextVar(
+    "radiomics_log_records", default=None
+)
+
+
+@dataclass
+class RawExtraction:
+    """What :func:`execute_segment` computed, with PyRadiomics' names.
+
+    Attributes:
+        values: Feature values by PyRadiomics name, in PyRadiomics' order.
+        skipped: ``(name, reason)`` for each feature that has no value; ``name`` ends in
+            ``*`` when a whole class or filtered image was skipped.
+        diagnostics: PyRadiomics' ``diagnostics_*`` entries (only when asked for).
+    """
+
+    values: dict[str, float] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    diagnostics: dict[str, str] = field(default_factory=dict)
+
+
+SHAPE_PART = -1
+
+
+def execute_segment(
+    image: sitk.Image,
+    mask: sitk.Image,
+    *,
+    label: int,
+    parameter_set: ParameterSet,
+    plan: CropPlan,
+    diagnostics: bool = False,
+    normalized: bool = False,
+) -> RawExtraction:
+    """Extract one segment's features as ``RadiomicsFeatureExtractor.execute`` does.
+
+    Args:
+        image: The image, cut to ``plan.union`` (or whole).
+        mask: The label map on the same grid.
+        label: The segment's label value.
+        parameter_set: The PyRadiomics parameters.
+        plan: Regions per filtered image, in the full image's index space.
+        diagnostics: Also compute PyRadiomics' diagnostics (needs an uncropped plan to
+            equal the stock values).
+        normalized: ``image`` is already normalized (``normalize`` was applied to the
+            whole image before cutting), so it is not normalized again.
+
+    Raises:
+        SegmentTooSmallError: PyRadiomics rejects the segment (one voxel, too few
+            dimensions, smaller than ``minimumROISize``).
+        MaskGeometryError: PyRadiomics finds the mask outside the image.
+        ExtractionError: Any other failure before the feature classes run.
+    """
+    parts = execute_parts(
+        image,
+        mask,
+        label=label,
+        parameter_set=parameter_set,
+        plan=plan,
+        diagnostics=diagnostics,
+        normalized=normalized,
+    )
+    return merge_parts(parts)
+
+
+def execute_parts(
+    image: sitk.Image,
+    mask: sitk.Image,
+    *,
+    label: int,
+    parameter_set: ParameterSet,
+    plan: CropPlan,
+    parts: Sequence[int] | None = None,
+    diagnostics: bool = False,
+    normalized: bool = False,
+) -> list[tuple[int, RawExtraction]]:
+    """:func:`execute_segment` for some parts only, so that one segment's filtered images
+    can be computed by several processes.
+
+    Args:
+        parts: :data:`SHAPE_PART` (shape features and diagnostics) and indices of
+            ``plan.groups``; all by default. ``image`` must cover their regions.
+        image, mask, label, parameter_set, plan, diagnostics, normalized: As for
+            :func:`execute_segment`.
+
+    Returns:
+        ``(part, result)`` per part, in the order of ``parts``.
+    """
+    from radiomics import generalinfo, imageoperations
+    from radiomics.featureextractor import RadiomicsFeatureExtractor
+
+    install_log_capture()
+    wanted = [SHAPE_PART, *range(len(plan.groups))] if parts is None else list(parts)
+    settings = parameter_set.settings()
+    settings["label"] = label
+    if normalized:
+        settings["normalize"] = False
+    _apply_tolerance(settings)
+    image_types = parameter_set.image_types()
+    classes = parameter_set.feature_classes()
+    general = None
+    if diagnostics and SHAPE_PART in wanted:
+        general = generalinfo.GeneralInfo()
+        general.addGeneralSettings(settings)
+        general.addEnabledImageTypes(image_types)
+    with _capture() as records:
+        try:
+            image, mask = RadiomicsFeatureExtractor.loadImage(image, mask, general, **settings)
+            box, corrected = imageoperations.checkMask(image, mask, **settings)
+            if corrected is not None:
+                if general is not None:
+                    general.addMaskElements(image, corrected, label, "corrected")
+                mask = corrected
+            resegmented = None
+            if settings.get("resegmentRange") is not None:
+                resegmented = imageoperations.resegmentMask(image, mask, **settings)
+                box, _ = imageoperations.checkMask(image, resegmented, **settings)
+                if general is not None:
+                    general.addMaskElements(image, resegmented, label, "resegmented")
+        except (ValueError, RuntimeError) as exc:
+            raise _classify(exc, records) from exc
+    shape_mask = mask
+    if resegmented is not None and settings.get("resegmentShape"):
+        shape_mask = resegmented
+    if resegmented is not None and not settings.get("resegmentShape"):
+        mask = resegmented
+    texture = {k: v for k, v in classes.items() if k not in _SHAPE_CLASSES}
+    results: list[tuple[int, RawExtraction]] = []
+    for part in wanted:
+        result = RawExtraction()
+        if part == SHAPE_PART:
+            if general is not None:
+                result.diagnostics = {k: str(v) for k, v in general.getGeneralInfo().items()}
+            for name in _SHAPE_CLASSES:
+                if name in classes:
+                    _shape_class(result, name, classes[name], image, shape_mask, box, settings)
+        else:
+            group = plan.groups[part]
+            region = group.region.relative_to(plan.union) if plan.union != group.region else None
+            group_image, group_mask, group_box = _cut(image, mask, box, region)
+            args = {**settings, **group.custom}
+            _filtered_images(
+                result, group.image_type, args, group_image, group_mask, group_box, texture
+            )
+        results.append((part, result))
+    return results
+
+
+def merge_parts(parts: Iterable[tuple[int, RawExtraction]]) -> RawExtraction:
+    """One segment's result from its parts, in PyRadiomics' order (shape first, then
+    the filtered images in the parameter set's order)."""
+    merged = RawExtraction()
+    for _, part in sorted(parts, key=lambda item: item[0]):
+        merged.values.update(part.values)
+        merged.skipped.extend(part.skipped)
+        merged.diagnostics.update(part.diagnostics)
+    return merged
+
+
+def install_log_capture() -> None:
+    """Route PyRadiomics' log records to radserve (once per process).
+
+    PyRadiomics prints warnings to stderr through its own handler; radserve instead keeps
+    them with the segment they concern (skip reasons) and logs the rest at DEBUG.
+    """
+    radiomics_log = logging.getLogger("radiomics")
+    if any(isinstance(h, _CaptureHandler) for h in radiomics_log.handlers):
+        return
+    import radiomics
+
+    stock = getattr(radiomics, "handler", None)
+    if stock is not None:
+        radiomics_log.removeHandler(stock)
+    radiomics_log.addHandler(_CaptureHandler())
+    radiomics_log.setLevel(logging.WARNING)
+    radiomics_log.propagate = False
+
+
+class _CaptureHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        sink = _records.get()
+        if sink is not None:
+            sink.append(record)
+        elif not record.getMessage().startswith(_NOISE):
+            logger.debug("pyradiomics: %s", record.getMessage())
+
+
+@contextmanager
+def _capture() -> Iterator[list[logging.LogRecord]]:
+    records: list[logging.LogRecord] = []
+    token = _records.set(records)
+    try:
+        yield records
+    finally:
+        _records.reset(token)
+
+
+def _reason(records: list[logging.LogRecord], default: str) -> str:
+    """The most telling PyRadiomics message: the last line of an error, else a warning."""
+    for record in reversed(records):
+        if record.levelno >= logging.ERROR:
+            lines = [line for line in record.getMessage().splitlines() if line.strip()]
+            if lines:
+                return lines[-1].strip()
+    for record in reversed(records):
+        message = record.getMessage()
+        if not message.startswith(_NOISE):
+            return message.strip()
+    return default
+
+
+def _classify(exc: Exception, records: list[logging.LogRecord]) -> Exception:
+    message = str(exc.args[0]) if exc.args else str(exc)
+    lowered = message.lower()
+    if "single voxel" in lowered or "1 segmented voxel" in lowered:
+        return SegmentTooSmallError("the segment has a single voxel; PyRadiomics needs two")
+    if "too few dimensions" in lowered or "too small" in lowered:
+        return SegmentTooSmallError(f"the segment is too small: {message}")
+    if "larger than image space" in lowered or "geometry mismatch" in lowered:
+        return MaskGeometryError(f"the mask does not fit the image: {message.splitlines()[0]}")
+    return ExtractionError(f"PyRadiomics failed: {message} ({_reason(records, 'no log')})")
+
+
+def _apply_tolerance(settings: Mapping[str, Any]) -> None:
+    tolerance = settings.get("geometryTolerance")
+    if tolerance is not None:
+        sitk.ProcessObject.SetGlobalDefaultCoordinateTolerance(float(tolerance))
+        sitk.ProcessObject.SetGlobalDefaultDirectionTolerance(float(tolerance))
+
+
+def _cut(
+    image: sitk.Image,
+    mask: sitk.Image,
+    box: Any,
+    region: Region | None,
+) -> tuple[sitk.Image, sitk.Image, Any]:
+    if region is None:
+        return image, mask, box
+    index, size = list(region.index), list(region.size)
+    shifted = np.array(box, dtype=int).copy()
+    shifted[0::2] -= np.array(region.index)
+    shifted[1::2] -= np.array(region.index)
+    return (
+        sitk.RegionOfInterest(image, size, index),
+        sitk.RegionOfInterest(mask, size, index),
+        shifted,
+    )
+
+
+def _shape_class(
+    result: RawExtraction,
+    name: str,
+    names: list[str] | None,
+    image: sitk.Image,
+    mask: sitk.Image,
+    box: Any,
+    settings: dict[str, Any],
+) -> None:
+    from radiomics.featureextractor import RadiomicsFeatureExtractor
+
+    proxy = SimpleNamespace(enabledFeatures={name: names})
+    with _capture() as records:
+        try:
+            values = RadiomicsFeatureExtractor.computeShape(proxy, image, mask, box, **settings)
+        except Exception as exc:  # PyRadiomics raises bare Exceptions from its C code
+            reason = f"{type(exc).__name__}: {exc}"
+            result.skipped.append((f"original_{name}_*", reason))
+            return
+    if not values:
+        result.skipped.append((f"original_{name}_*", _reason(records, "not computed")))
+    _store(result, values, records)
+
+
+def _filtered_images(
+    result: RawExtraction,
+    image_type: str,
+    args: dict[str, Any],
+    image: sitk.Image,
+    mask: sitk.Image,
+    box: Any,
+    classes: Mapping[str, list[str] | None],
+) -> None:
+    from radiomics import getFeatureClasses, imageoperations
+
+    produced = 0
+    with _capture() as records:
+        try:
+            generator = getattr(imageoperations, f"get{image_type}Image")(image, mask, **args)
+            for filtered, type_name, kwargs in generator:
+                produced += 1
+                cut_image, cut_mask = imageoperations.cropToTumorMask(filtered, mask, box)
+                token = _binning.set({})
+                try:
+                    for name, names in classes.items():
+                        feature_class = _shared_binning(getFeatureClasses()[name])
+                        _texture_class(
+                            result,
+                            feature_class,
+                            name,
+                            names,
+                            cut_image,
+                            cut_mask,
+                            type_name,
+                            kwargs,
+                        )
+                finally:
+                    _binning.reset(token)
+        except Exception as exc:  # a failing filter skips its images only
+            reason = f"{type(exc).__name__}: {exc}"
+            result.skipped.append((_group_name(image_type, args), reason))
+            return
+    if produced == 0:
+        result.skipped.append((_group_name(image_type, args), _reason(records, "no image")))
+
+
+def _group_name(image_type: str, args: Mapping[str, Any]) -> str:
+    """A name pattern for the images of one group (``log-sigma-3-0-mm-3D_*``)."""
+    sigma = args.get("sigma") or []
+    if image_type == "LoG" and len(sigma) == 1:
+        return f"log-sigma-{str(sigma[0]).replace('.', '-')}-mm-3D_*"
+    return f"{image_type}*"
+
+
+def _texture_class(
+    result: RawExtraction,
+    feature_class: type,
+    name: str,
+    names: list[str] | None,
+    image: sitk.Image,
+    mask: sitk.Image,
+    type_name: str,
+    kwargs: dict[str, Any],
+) -> None:
+    """``RadiomicsFeatureExtractor.computeFeatures`` for one class."""
+    with _capture() as records:
+        try:
+            instance = feature_class(image, mask, **kwargs)
+            for feature in names or []:
+                instance.enableFeatureByName(feature)
+            values = {f"{type_name}_{name}_{k}": v for k, v in instance.execute().items()}
+        except Exception as exc:  # any failure of a class skips that class only
+            result.skipped.append((f"{type_name}_{name}_*", f"{type(exc).__name__}: {exc}"))
+            return
+    _store(result, values, records)
+    for feature in names or []:
+        if f"{type_name}_{name}_{feature}" not in values:
+            # PyRadiomics drops deprecated features that it no longer computes, silently.
+            reason = "deprecated in PyRadiomics, which computes no value for it"
+            result.skipped.append((f"{type_name}_{name}_{feature}", reason))
+
+
+@functools.cache
+def _shared_binning(feature_class: Any) -> Any:
+    """``feature_class`` with its grey-level discretization computed once per filtered image.
+
+    Every texture class (and first order) of a filtered image bins the same voxels with the
+    same settings; the subclass takes the result from the cache that
+    :func:`_filtered_images` keeps per filtered image. The binning itself is PyRadiomics'
+    ``binImage``, with NumPy's minimum and maximum instead of Python's (same values).
+    """
+
+    def apply_binning(self: Any, matrix: Any) -> Any:
+        cache = _binning.get()
+        if cache is None or getattr(self, "voxelBased", False):
+            return feature_class._applyBinning(self, matrix)
+        key = (self.settings.get("binWidth", 25), self.settings.get("binCount"))
+        if key not in cache:
+            binned = _bin_image(matrix, self.maskArray, self.settings)
+            cache[key] = (binned, np.unique(binned[self.maskArray]))
+        binned, gray_levels = cache[key]
+        self.coefficients["grayLevels"] = gray_levels.copy()
+        self.coefficients["Ng"] = int(np.max(gray_levels))
+        return binned.copy()
+
+    return type(
+        feature_class.__name__,
+        (feature_class,),
+        # Keep PyRadiomics' logger name (radiomics.<class>) so its messages are captured.
+        {"_applyBinning": apply_binning, "__module__": feature_class.__module__},
+    )
+
+
+def _bin_image(matrix: Any, mask: Any, settings: Mapping[str, Any]) -> Any:
+    """``imageoperations.binImage(matrix, mask, **settings)[0]``, faster for ``binWidth``."""
+    from radiomics import imageoperations
+
+    values = matrix[mask]
+    if settings.get("binCount") is not None or values.size == 0 or np.isnan(values).any():
+        return imageoperations.binImage(matrix, mask, **settings)[0]
+    bin_width = settings.get("binWidth", 25)
+    minimum = values.min()  # the same NumPy scalar as Python's min() over the array
+    maximum = values.max()
+    low = minimum - (minimum % bin_width)
+    edges = np.arange(low, maximum + 2 * bin_width, bin_width)
+    if len(edges) == 1:  # a flat region: one bin, as PyRadiomics
+        edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
+    binned = np.zeros(matrix.shape, dtype="int")
+    binned[mask] = np.digitize(values, edges)
+    return binned
+
+
+def _store(
+    result: RawExtraction, values: Mapping[str, Any], records: list[logging.LogRecord]
+) -> None:
+    for name, value in values.items():
+        number = float(value)
+        if math.isfinite(number):
+            result.values[name] = number
+        else:
+            result.skipped.append((name, _reason(records, "PyRadiomics returned no value")))
