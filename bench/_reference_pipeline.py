@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ from radserve.inference.manifest import Manifest
 IMAGE, PRED = "image", "pred"
 
 
-class _KeepingPydicomReader(PydicomReader):  # type: ignore[misc]
+class _KeepingPydicomReader(PydicomReader):
     """MONAI's pydicom reader, keeping the datasets it read (the SEG's source images)."""
 
     datasets: list[Dataset]
@@ -105,7 +105,8 @@ class ReferencePipeline:
         low, high = pre.intensity.window_hu
         self._pre = Compose(
             [
-                LoadImaged(IMAGE, reader=self._reader, image_only=True),
+                # An instance is accepted (and documented); the annotation names classes only.
+                LoadImaged(IMAGE, reader=self._reader, image_only=True),  # type: ignore[arg-type]
                 EnsureChannelFirstd(IMAGE),
                 Orientationd(IMAGE, axcodes=pre.orientation),
                 Spacingd(
@@ -144,7 +145,7 @@ class ReferencePipeline:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MONAI's deprecation notices, once per call
             started = time.perf_counter()
-            data: dict[str, Any] = {IMAGE: str(folder)}
+            data: dict[Hashable, Any] = {IMAGE: str(folder)}
             data = self._pre.transforms[0](data)
             datasets = self._reader.datasets
             stages["load"] = _lap(started)
