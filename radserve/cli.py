@@ -57,6 +57,10 @@ def _print_measurements(
 ) -> None:
     from rich.table import Table
 
+    if not measurements:
+        searched = ", ".join(s.name for s in labelmap.segments)
+        console.print(f"No findings: no segment found ({searched}).")
+        return
     names = {s.label: s.name for s in labelmap.segments}
     table = Table(title="Segments")
     for column in ("segment", "voxels", "volume (ml)", "mean", "min", "max", "std"):

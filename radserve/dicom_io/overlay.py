@@ -23,7 +23,7 @@ from radserve.dicom_io.algorithm import MANUFACTURER, AlgorithmIdentity, contrib
 from radserve.dicom_io.derived import source_for_derivation
 from radserve.dicom_io.errors import DicomIOError
 from radserve.dicom_io.labelmap import LabelMap
-from radserve.dicom_io.render import SliceRenderer, window_from_headers
+from radserve.dicom_io.render import SliceRenderer, key_slice, window_from_headers
 from radserve.dicom_io.series import ImageSeries
 from radserve.dicom_io.uids import derive_uid
 
@@ -134,6 +134,9 @@ def _slices_to_write(source: ImageSeries, labelmap: LabelMap, only_segmented: bo
         return list(range(n_slices))
     wanted = [s.label for s in labelmap.segments]
     counts = np.isin(np.asarray(labelmap.volume.array), wanted).sum(axis=(1, 2))
+    if not counts.any():
+        # No findings: one key image (the middle slice) whose legend says so.
+        return [key_slice(labelmap)]
     return [int(k) for k in np.flatnonzero(counts)]
 
 
@@ -158,7 +161,8 @@ def write_overlay_sc(
         series_number: Series Number of the new series.
         window_hu: ``(center, width)``; default: the source's Window Center / Width, else the
             CT soft-tissue window for CT, else the volume's range.
-        only_segmented_slices: Write only slices where a segment has voxels.
+        only_segmented_slices: Write only slices where a segment has voxels (the middle
+            slice alone when no segment has any: a "no segment found" key image).
 
     Returns:
         The instances in slice order (Instance Number ``k + 1`` for source slice ``k``).

@@ -23,34 +23,46 @@ logger = logging.getLogger(__name__)
 class ResultSet:
     """What radserve sends back to the PACS for one series.
 
+    A series in which the model finds nothing is a result too ("no findings"): there is no
+    SEG (a SEG must hold at least one segment frame), the SR says each structure the model
+    looks for is absent, and the overlay is one key image whose legend says so.
+
     Attributes:
-        measurements: Per-segment measurements (also in the SR).
-        seg: The DICOM SEG.
+        measurements: Per-segment measurements (also in the SR); empty for no findings.
+        seg: The DICOM SEG; ``None`` when no segment has any voxel.
         sr: The TID 1500 Comprehensive 3D SR.
         overlay: The burned-in overlay Secondary Capture instances.
     """
 
     measurements: list[SegmentMeasurements]
-    seg: Dataset
+    seg: Dataset | None
     sr: Dataset
     overlay: list[Dataset]
 
+    @property
+    def no_findings(self) -> bool:
+        """True when the model found no segment in the series."""
+        return self.seg is None
+
     def datasets(self) -> list[Dataset]:
-        """Every result instance: SEG, SR, then the overlay."""
-        return [self.seg, self.sr, *self.overlay]
+        """Every result instance: SEG (when there is one), SR, then the overlay."""
+        seg = [] if self.seg is None else [self.seg]
+        return [*seg, self.sr, *self.overlay]
 
     def save(self, out_dir: Path) -> dict[str, list[Path]]:
         """Write the instances as DICOM files under ``out_dir/{seg,sr,overlay}/``."""
         groups = {
-            "SEG": ("seg", [self.seg]),
+            "SEG": ("seg", [] if self.seg is None else [self.seg]),
             "SR": ("sr", [self.sr]),
             "SC": ("overlay", self.overlay),
         }
         written: dict[str, list[Path]] = {}
         for kind, (folder, datasets) in groups.items():
+            written[kind] = []
+            if not datasets:
+                continue
             target = out_dir / folder
             target.mkdir(parents=True, exist_ok=True)
-            written[kind] = []
             for ds in datasets:
                 path = target / f"{ds.SOPInstanceUID}.dcm"
                 ds.save_as(path, enforce_file_format=True)
@@ -67,6 +79,8 @@ def build_results(
 ) -> ResultSet:
     """Measure each segment and write the SEG, SR and overlay SC for a label map.
 
+    When no segment has any voxel the result is a "no findings" set (see :class:`ResultSet`).
+
     Args:
         source: The segmented image series.
         labelmap: Labels on the grid of ``source``.
@@ -75,14 +89,17 @@ def build_results(
             slices with a segment.
     """
     measurements = measure_segments(source.volume, labelmap)
-    seg = write_seg(source, labelmap, algorithm=algorithm)
+    seg = write_seg(source, labelmap, algorithm=algorithm) if measurements else None
     sr = write_sr(source, seg, labelmap, measurements, algorithm=algorithm)
     overlay = write_overlay_sc(
         source, labelmap, algorithm=algorithm, only_segmented_slices=not overlay_all_slices
     )
-    logger.info(
-        "results: %d segments measured, SEG + SR + %d overlay instances",
-        len(measurements),
-        len(overlay),
-    )
+    if seg is None:
+        logger.info("results: no findings; SR + %d overlay key image", len(overlay))
+    else:
+        logger.info(
+            "results: %d segments measured, SEG + SR + %d overlay instances",
+            len(measurements),
+            len(overlay),
+        )
     return ResultSet(measurements=measurements, seg=seg, sr=sr, overlay=overlay)

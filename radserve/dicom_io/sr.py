@@ -105,7 +105,7 @@ def sr_uids(source_series_instance_uid: str, algorithm: AlgorithmIdentity) -> tu
 
 def write_sr(
     source: ImageSeries,
-    seg: Dataset,
+    seg: Dataset | None,
     labelmap: LabelMap,
     measurements: Sequence[SegmentMeasurements],
     *,
@@ -118,7 +118,10 @@ def write_sr(
     Args:
         source: The image series that was segmented.
         seg: The DICOM SEG written for ``labelmap``; each measured segment is matched to the
-            SEG segment with the same Segment Label.
+            SEG segment with the same Segment Label. ``None`` together with no
+            ``measurements`` writes a "no findings" report: one measurement group per segment
+            of ``labelmap`` saying that its finding type is absent (TID 1501, qualitative
+            evaluation "Absent").
         labelmap: The label map, on the grid of ``source``.
         measurements: One entry per segment to report (from
             :func:`~radserve.dicom_io.measurements.measure_segments`).
@@ -131,42 +134,41 @@ def write_sr(
         model name and version.
 
     Raises:
-        MeasurementError: No measurements, a label or SEG segment that does not match, or a
-            SEG that does not belong to the source series.
+        MeasurementError: Measurements without a SEG (or a SEG without measurements), a
+            label or SEG segment that does not match, or a SEG that does not belong to the
+            source series.
     """
     volume = source.volume
     if not source.headers or not volume.series_instance_uid:
         raise MeasurementError("the source series has no headers or no Series Instance UID")
     check_same_grid(volume, labelmap)
-    groups_input = _match_inputs(labelmap, measurements, extra_measurements or {})
-    segment_numbers = _segment_numbers(seg, volume)
-
     modality = (volume.modality or "").upper()
-    intensity = _INTENSITY.get(modality)
-    if intensity is None:
-        logger.info("no intensity concept for modality %s: reporting volumes only", modality)
     algorithm_id = hd.sr.AlgorithmIdentification(
         name=algorithm.name,
         version=algorithm.version,
         family=codes.DCM.ArtificialIntelligence,
     )
-    groups = []
+    if seg is None:
+        if measurements or extra_measurements:
+            raise MeasurementError("measurements need the SEG whose segments they describe")
+        groups = _absent_groups(labelmap, algorithm, algorithm_id, volume.series_instance_uid)
+        return _document(source, [], groups, modality, algorithm, series_number)
+    groups_input = _match_inputs(labelmap, measurements, extra_measurements or {})
+    segment_numbers = _segment_numbers(seg, volume)
+
+    intensity = _INTENSITY.get(modality)
+    if intensity is None:
+        logger.info("no intensity concept for modality %s: reporting volumes only", modality)
+    volumetric = []
     for segment, measured, extras in groups_input:
         seg_label = segment.name[:64]  # Segment Label is LO
         if seg_label not in segment_numbers:
             raise MeasurementError(f"the SEG has no segment labelled {seg_label!r}")
         group_measurements = _group_measurements(measured, intensity, extras)
-        groups.append(
+        volumetric.append(
             hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
                 tracking_identifier=hd.sr.TrackingIdentifier(
-                    uid=derive_uid(
-                        volume.series_instance_uid,
-                        algorithm.name,
-                        algorithm.version,
-                        "SR",
-                        "tracking",
-                        str(segment.label),
-                    ),
+                    uid=_tracking_uid(volume.series_instance_uid, algorithm, segment.label),
                     identifier=segment.name,
                 ),
                 referenced_segment=hd.sr.ReferencedSegment(
@@ -181,7 +183,52 @@ def write_sr(
                 measurements=group_measurements,
             )
         )
+    return _document(source, [seg], volumetric, modality, algorithm, series_number)
 
+
+def _tracking_uid(series_instance_uid: str, algorithm: AlgorithmIdentity, label: int) -> str:
+    return derive_uid(
+        series_instance_uid, algorithm.name, algorithm.version, "SR", "tracking", str(label)
+    )
+
+
+def _absent_groups(
+    labelmap: LabelMap,
+    algorithm: AlgorithmIdentity,
+    algorithm_id: hd.sr.AlgorithmIdentification,
+    series_instance_uid: str,
+) -> list[hd.sr.MeasurementsAndQualitativeEvaluations]:
+    """One TID 1501 group per segment the model looks for, evaluating it as absent."""
+    return [
+        hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(
+                uid=_tracking_uid(series_instance_uid, algorithm, segment.label),
+                identifier=segment.name,
+            ),
+            finding_type=_coded(segment.type),
+            finding_category=_coded(segment.category),
+            algorithm_id=algorithm_id,
+            qualitative_evaluations=[
+                hd.sr.QualitativeEvaluation(name=_coded(segment.type), value=codes.SCT.Absent)
+            ],
+        )
+        for segment in sorted(labelmap.segments, key=lambda s: s.label)
+    ]
+
+
+def _document(
+    source: ImageSeries,
+    extra_evidence: Sequence[Dataset],
+    groups: Sequence[
+        hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
+        | hd.sr.MeasurementsAndQualitativeEvaluations
+    ],
+    modality: str,
+    algorithm: AlgorithmIdentity,
+    series_number: int,
+) -> Dataset:
+    """The Comprehensive 3D SR document holding the measurement ``groups``."""
+    source_series_uid = str(source.volume.series_instance_uid)
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -196,13 +243,17 @@ def write_sr(
         procedure_reported=_PROCEDURES.get(modality, codes.SCT.ImagingProcedure),
         imaging_measurements=groups,
     )
-    series_instance_uid, sop_instance_uid = sr_uids(volume.series_instance_uid, algorithm)
+    series_instance_uid, sop_instance_uid = sr_uids(source_series_uid, algorithm)
     try:
         with warnings.catch_warnings():
             # highdicom warns with the Patient's Name itself when it has one component: PHI.
             warnings.filterwarnings("ignore", message=".*person name", category=UserWarning)
             sr = hd.sr.Comprehensive3DSR(
-                evidence=[source_for_derivation(source.headers[0]), *source.headers[1:], seg],
+                evidence=[
+                    source_for_derivation(source.headers[0]),
+                    *source.headers[1:],
+                    *extra_evidence,
+                ],
                 content=report[0],
                 series_instance_uid=series_instance_uid,
                 series_number=series_number,

@@ -10,6 +10,7 @@ import pytest
 
 from radserve.dicom_io.seg import read_seg
 from radserve.dicom_io.series import read_image_series
+from radserve.dicom_io.sr import read_sr_measurements
 from radserve.inference.export import ExportPolicy
 from radserve.inference.jobs import Job, JobQueue, JobSpec, JobState
 from radserve.inference.metrics import ServerMetrics
@@ -126,3 +127,17 @@ def test_stopping_workers_give_the_job_back(make_pool: MakePool) -> None:
     assert pool.stop()
     job = _run(pool, queue, JobSpec(STUDY_UID, None, TINY_MODEL, "1.0.0"))
     assert (job.state, job.attempts) == (JobState.QUEUED, 0)
+
+
+def test_a_series_without_findings_is_done_with_an_sr_and_a_key_image(
+    make_pool: MakePool, tmp_path: Path
+) -> None:
+    model = threshold_model(2.0)  # above every windowed, normalised value: nothing is found
+    write_package(tmp_path / "none", model, manifest_dict(model, name="finds-nothing"))
+    pool, queue, store = make_pool(models_dir=tmp_path / "none" / "models")
+    job = _run(pool, queue, JobSpec(STUDY_UID, None, "finds-nothing", "1.0.0"))
+    assert job.state is JobState.DONE, job.error
+    assert sorted(r.kind for r in job.results) == ["SC", "SR"]
+    [sr] = [r for r in job.results if r.kind == "SR"]
+    [stored] = store.get_instances(STUDY_UID, sr.series_instance_uid)
+    assert read_sr_measurements(stored.path) == {"Bone": {}}
