@@ -13,9 +13,10 @@ gives this layout):
 2. **Spacing.** The oriented image is resampled with linear interpolation to
    ``target_spacing_mm`` (x, y, z), keeping its origin (the centre of the first voxel) and
    direction; the size along each axis is ``numpy.round((n - 1) * spacing / target + 1)``.
-   Sample points beyond the last voxel take the nearest voxel's value (MONAI's "border"
-   padding). When the spacing already equals the target (within 1e-6 mm) nothing is
-   resampled.
+   Sample points beyond the last voxel centre are clamped per axis, as MONAI's "border"
+   padding does: the image is first extended by replicating its last voxels (enough of them
+   to cover half a target voxel), so such a point still interpolates along the other axes.
+   When the spacing already equals the target (within 1e-6 mm) nothing is resampled.
 3. **Intensity.** Values are clipped to ``window_hu`` and normalised: ``scale_to_unit`` maps
    the window linearly onto [0, 1], ``zscore`` computes ``(value - mean) / std``. float32.
 4. **Layout.** The array is ``[C=1, X, Y, Z]``: the first spatial axis is x (SimpleITK's
@@ -115,6 +116,15 @@ def resample_to_spacing(
             f"resampling to {list(target_spacing_mm)} mm gives a {list(size)} grid, more than "
             f"{MAX_NETWORK_VOXELS} voxels"
         )
+    # Replicate the last voxels wherever the grid reaches past the last voxel centre, so that
+    # linear interpolation clamps per axis there (MONAI "border"), rather than ITK's
+    # extrapolator taking the nearest voxel in all three axes.
+    upper = [
+        int(np.ceil(((m - 1) * t - (n - 1) * s) / s + 1e-9)) if (m - 1) * t > (n - 1) * s else 0
+        for m, t, n, s in zip(size, target_spacing_mm, image.GetSize(), spacing, strict=True)
+    ]
+    if any(upper):
+        image = sitk.ZeroFluxNeumannPad(image, [0, 0, 0], [u + 1 if u else 0 for u in upper])
     return sitk.Resample(
         image,
         list(size),
@@ -125,7 +135,7 @@ def resample_to_spacing(
         image.GetDirection(),
         0.0,
         image.GetPixelID(),
-        True,  # nearest-neighbour extrapolation beyond the last voxel centre
+        True,  # nearest-neighbour extrapolation: only reached within 1e-6 mm of the edge
     )
 
 
