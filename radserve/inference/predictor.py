@@ -21,7 +21,7 @@ from radserve.dicom_io.labelmap import LabelMap
 from radserve.dicom_io.volume import Volume
 from radserve.inference.errors import IncompatibleModelError, ModelRunError
 from radserve.inference.package import ModelPackage, check_model_io
-from radserve.inference.postprocessing import remove_small_components
+from radserve.inference.postprocessing import labels_from_logits, remove_small_components
 from radserve.inference.preprocessing import labels_to_source, preprocess
 from radserve.inference.runtime import OnnxSession, RuntimeSettings
 from radserve.inference.sliding_window import SlidingWindowOptions, sliding_window_inference
@@ -126,7 +126,7 @@ class Predictor:
         inferred = time.perf_counter()
         if not np.isfinite(logits).all():
             raise ModelRunError("the model produced non-finite outputs (NaN or infinity)")
-        network_labels = np.argmax(logits, axis=0).astype(np.uint8)
+        network_labels = labels_from_logits(logits)
         del logits
         labels = labels_to_source(network_labels, reference=image.reference, source=volume)
         removed = 0

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from radserve.inference.postprocessing import remove_small_components
+from radserve.inference.postprocessing import labels_from_logits, remove_small_components
 
 
 def test_removes_small_components_per_label() -> None:
@@ -33,3 +34,34 @@ def test_nothing_to_remove_and_bad_argument() -> None:
     assert remove_small_components(np.zeros((2, 2, 2), np.uint8), min_voxels=1)[1] == 0
     with pytest.raises(ValueError, match="min_voxels must be positive"):
         remove_small_components(labels, min_voxels=0)
+
+
+def _reference_removal(labels: np.ndarray, min_voxels: int) -> np.ndarray:
+    """The plain definition: label every value's components over the whole array."""
+    result = labels.copy()
+    for value in np.unique(labels[labels > 0]):
+        components, _ = ndimage.label(labels == value)
+        sizes = np.bincount(components.ravel())
+        result[(components > 0) & (sizes[components] < min_voxels)] = 0
+    return result
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_label_maps_match_the_plain_definition(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    noise = ndimage.gaussian_filter(rng.standard_normal((30, 40, 50)), 1.5)
+    labels = np.digitize(noise, [0.05, 0.12, 0.2]).astype(np.uint8)
+    for min_voxels in (2, 10, 60):
+        result, removed = remove_small_components(labels, min_voxels=min_voxels)
+        expected = _reference_removal(labels, min_voxels)
+        assert np.array_equal(result, expected)
+        assert removed == int((labels != expected).sum()) > 0
+
+
+def test_labels_from_logits_is_the_argmax_with_ties_to_the_lower_channel() -> None:
+    rng = np.random.default_rng(0)
+    for channels in (2, 3):
+        logits = rng.integers(0, 3, size=(channels, 5, 6, 7)).astype(np.float32)  # many ties
+        labels = labels_from_logits(logits)
+        assert labels.dtype == np.uint8
+        assert np.array_equal(labels, np.argmax(logits, axis=0))
