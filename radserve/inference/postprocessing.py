@@ -12,9 +12,12 @@ def labels_from_logits(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]
 
     Two channels (background + one label) take a single comparison instead of the argmax.
     """
+    labels: npt.NDArray[np.uint8]
     if logits.shape[0] == 2:
-        return np.greater(logits[1], logits[0]).view(np.uint8)
-    return np.argmax(logits, axis=0).astype(np.uint8)
+        labels = np.greater(logits[1], logits[0]).view(np.uint8)
+    else:
+        labels = np.argmax(logits, axis=0).astype(np.uint8)
+    return labels
 
 
 def remove_small_components(
