@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,23 +103,29 @@ def _find_dicomweb_plugin() -> Path | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
-    """Start a private Orthanc (loopback only, free port, temporary storage, DICOMweb)."""
-    exe = shutil.which("Orthanc") or (
+def _orthanc_executable() -> str | None:
+    return shutil.which("Orthanc") or (
         "/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else None
     )
+
+
+@contextmanager
+def run_orthanc(root: Path, *, http_port: int | None = None) -> Iterator[OrthancServer]:
+    """A private Orthanc: loopback only, ``http_port`` (default: a free one), storage under
+    ``root``, the DICOMweb plugin; stopped on exit. Skips (or fails, see :func:`require`)
+    when Orthanc or its DICOMweb plugin is not installed."""
+    exe = _orthanc_executable()
     require(exe is not None, "Orthanc not installed (Debian packages orthanc, orthanc-dicomweb)")
     plugin = _find_dicomweb_plugin()
     require(plugin is not None, "Orthanc DICOMweb plugin not installed (orthanc-dicomweb)")
-    root = tmp_path_factory.mktemp("orthanc")
-    http_port, dicom_port = _free_port(), _free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    http_port = http_port or _free_port()
     config = {
         "Name": "radserve-test",
         "StorageDirectory": str(root / "storage"),
         "IndexDirectory": str(root / "index"),
         "HttpPort": http_port,
-        "DicomPort": dicom_port,
+        "DicomPort": _free_port(),
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": False,
         "HttpBindAddress": "127.0.0.1",
@@ -128,27 +135,31 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]
     }
     config_path = root / "orthanc.json"
     config_path.write_text(json.dumps(config))
-    log = (root / "orthanc.log").open("w")
-    proc = subprocess.Popen([str(exe), str(config_path)], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{http_port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                if httpx.get(f"{url}/system", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    "Orthanc did not start: " + (root / "orthanc.log").read_text()[-2000:]
-                )
-            time.sleep(0.2)
-        yield OrthancServer(url=url)
-    finally:
-        proc.terminate()
+    with (root / "orthanc.log").open("w") as log:
+        proc = subprocess.Popen([str(exe), str(config_path)], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            while True:
+                with suppress(httpx.HTTPError):
+                    if httpx.get(f"{url}/system", timeout=1).status_code == 200:
+                        break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "Orthanc did not start: " + (root / "orthanc.log").read_text()[-2000:]
+                    )
+                time.sleep(0.1)
+            yield OrthancServer(url=url)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
+    """A private Orthanc for the whole session (see :func:`run_orthanc`)."""
+    with run_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
+        yield server

@@ -7,10 +7,7 @@ mask is known exactly) and, once it exists in the repository, the real
 
 from __future__ import annotations
 
-import json
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +24,7 @@ from radserve.dicom_io.series import read_image_series
 from radserve.inference.api.app import uvicorn_config
 from radserve.inference.server import ServerLifecycle, build_server
 from radserve.inference.settings import ServerSettings, hash_token, load_settings
-from tests.conftest import REPO_ROOT, _find_dicomweb_plugin
+from tests.conftest import REPO_ROOT, run_orthanc
 from tests.inference.onnx_models import manifest_dict, threshold_model, write_package
 
 THRESHOLD_HU = 300.5  # CT values are integers: never a tie
@@ -219,43 +216,5 @@ def orthanc_instances(dicomweb_url: str, study: str, series: str) -> list[str]:
 def orthanc_on_port(root: Path, http_port: int) -> Iterator[str]:
     """A second private Orthanc on a given port (a destination that comes up late); yields
     its DICOMweb URL."""
-    exe = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
-    plugin = _find_dicomweb_plugin()
-    assert plugin is not None
-    root.mkdir(parents=True, exist_ok=True)
-    config = {
-        "Name": "radserve-late",
-        "StorageDirectory": str(root / "storage"),
-        "IndexDirectory": str(root / "index"),
-        "HttpPort": http_port,
-        "DicomPort": free_port(),
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "HttpBindAddress": "127.0.0.1",
-        "DicomServerEnabled": False,
-        "Plugins": [str(plugin)],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-    }
-    (root / "orthanc.json").write_text(json.dumps(config))
-    with (root / "orthanc.log").open("w") as log:
-        proc = subprocess.Popen(
-            [exe, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT
-        )
-        url = f"http://127.0.0.1:{http_port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{url}/system", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, "no Orthanc"
-                time.sleep(0.1)
-            yield f"{url}/dicom-web"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with run_orthanc(root, http_port=http_port) as server:
+        yield server.dicomweb_url
