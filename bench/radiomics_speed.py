@@ -15,33 +15,10 @@ case is compared with the stock values (relative tolerance 1e-6) before any time
 reported. A cProfile of the serial run on ``--profile-cases`` cases shows where the
 remaining time goes.
 
-    .venv/bin/python bench/radiomics.py [--cases 43] [--workers 2] [--params default]
+    .venv/bin/python bench/radiomics_speed.py [--cases 43] [--workers 2] [--params default]
 """
 
-# ruff: noqa: E402  (sys.path must be fixed before PyRadiomics is imported)
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# This file is bench/radiomics.py. A script run from bench/ has bench/ first on sys.path, so
-# ``import radiomics`` (PyRadiomics) finds this file. Run as a script, it drops bench/ from
-# the path; imported in PyRadiomics' place (by another bench script), it puts the real
-# package in its place and leaves that script's path as it was.
-_BENCH = Path(__file__).resolve().parent
-_WITHOUT_BENCH = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
-if __name__ == "radiomics":
-    import importlib
-
-    _saved = list(sys.path)
-    sys.path[:] = _WITHOUT_BENCH
-    try:
-        del sys.modules["radiomics"]
-        sys.modules["radiomics"] = importlib.import_module("radiomics")
-    finally:
-        sys.path[:] = _saved
-else:
-    sys.path[:] = _WITHOUT_BENCH
 
 import argparse
 import cProfile
@@ -51,6 +28,7 @@ import math
 import pstats
 import statistics
 import time
+from pathlib import Path
 
 from radserve.dicom_io.labelmap import LabelMap
 from radserve.dicom_io.volume import Volume
