@@ -15,7 +15,14 @@ case is compared with the stock values (relative tolerance 1e-6) before any time
 reported. A cProfile of the serial run on ``--profile-cases`` cases shows where the
 remaining time goes.
 
+A second part (``--full-field N``, 0 to skip) measures where cropping matters most: the
+real full-field CT of ``../shared/data/totalseg_ct`` (20 slices of 512x512) with N of the
+organs of its reference label map as ROIs (spread over the sizes present), stock call per
+organ against radserve per organ, and radserve extracting all N organs of the one label map
+in one call on the worker pool (what the server does with a multi-organ model).
+
     .venv/bin/python bench/radiomics_speed.py [--cases 43] [--workers 2] [--params default]
+        [--full-field 8]
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import dataclasses
+import json
 import logging
 import math
 import pstats
@@ -30,7 +38,11 @@ import statistics
 import time
 from pathlib import Path
 
-from radserve.dicom_io.labelmap import LabelMap
+import numpy as np
+
+from radserve.dicom_io.labelmap import LabelMap, SegmentInfo
+from radserve.dicom_io.labelmap_files import read_labelmap_file
+from radserve.dicom_io.series import read_image_series
 from radserve.dicom_io.volume import Volume
 from radserve.radiomics.batch import CaseSpec, extract_cases
 from radserve.radiomics.extract import default_workers, extract_features, process_pool
@@ -39,6 +51,7 @@ from radserve.radiomics.params import ParameterSet, load_parameter_set
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "sts_ct" / "nifti"
+FULL_FIELD = ROOT.parent / "shared" / "data" / "totalseg_ct"
 RTOL = 1e-6
 # Where the serial radserve run spends its time, by the function that does the work.
 _CATEGORIES = {
@@ -110,9 +123,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--params", default="default")
     parser.add_argument("--profile-cases", type=int, default=5)
+    parser.add_argument("--full-field", type=int, default=8, help="organs of the full-field CT")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     parameter_set = load_parameter_set(args.params)
+    if args.full_field:
+        full_field(parameter_set, rois=args.full_field, workers=args.workers)
+    if args.cases == 0:
+        return
     names = _cases(args.cases)
     print(f"{len(names)} STS cases, parameter set {parameter_set.identifier}")
 
@@ -189,6 +207,67 @@ def main() -> None:
     print("|---|---|")
     for category, seconds in _profile_breakdown(profile, total):
         print(f"| {category} | {100 * seconds / total:.0f} % |")
+
+
+def full_field(parameter_set: ParameterSet, *, rois: int, workers: int) -> None:
+    """Per-organ timings on the real full-field CT (see the module docstring)."""
+    volume = read_image_series(FULL_FIELD / "dicom").volume
+    names = {int(k): v for k, v in json.loads((FULL_FIELD / "labels.json").read_text()).items()}
+    organs = read_labelmap_file(
+        FULL_FIELD / "reference_seg.nii.gz", reference=volume, segment_names=names
+    )
+    labels = np.asarray(organs.volume.array)
+    counts = np.bincount(labels.ravel().astype(np.int64))
+    present = sorted((int(counts[k]), k) for k in np.flatnonzero(counts) if k > 0)
+    present = [(n, k) for n, k in present if n >= 500]  # a few hundred voxels at least
+    picks = sorted({present[round(i * (len(present) - 1) / max(1, rois - 1))] for i in range(rois)})
+    print(
+        f"\nfull-field CT {volume.shape[2]}x{volume.shape[1]}x{volume.shape[0]} "
+        f"({volume.spacing_mm[0]:.2f} x {volume.spacing_mm[1]:.2f} x {volume.spacing_mm[2]:.2f} mm)"
+        f", {len(picks)} organs of the reference label map"
+    )
+    print("| organ | voxels | stock | radserve | speedup |")
+    print("|---|---:|---:|---:|---:|")
+    stock_total = serial_total = 0.0
+    serial_values: dict[int, dict[str, float]] = {}
+    for voxels, label in picks:
+        single = LabelMap(
+            organs.volume.with_array((labels == label).astype(np.uint8)),
+            (SegmentInfo(1, names[label]),),
+        )
+        start = time.perf_counter()
+        (ours,) = extract_features(volume, single, parameter_set=parameter_set)
+        serial = time.perf_counter() - start
+        stock_s, stock = _stock(parameter_set, volume, single, info=True)
+        _compare(ours.values(), stock)
+        serial_values[label] = ours.values()
+        stock_total += stock_s
+        serial_total += serial
+        print(
+            f"| {names[label]} | {voxels} | {stock_s:.2f} s | {serial:.2f} s | "
+            f"{stock_s / serial:.1f}x |"
+        )
+    wanted = [k for _, k in picks]
+    together = LabelMap(
+        organs.volume.with_array(np.where(np.isin(labels, wanted), labels, 0)),
+        tuple(s for s in organs.segments if s.label in wanted),
+    )
+    start = time.perf_counter()
+    with process_pool(workers) as pool:
+        results = extract_features(
+            volume, together, parameter_set=parameter_set, workers=workers, executor=pool
+        )
+    parallel = time.perf_counter() - start
+    for segment in results:
+        if segment.values() != serial_values[segment.label]:
+            raise SystemExit(f"{names[segment.label]}: one-call and per-organ values differ")
+    n = len(picks)
+    print(
+        f"\nper ROI: stock {stock_total / n:.2f} s, radserve serial {serial_total / n:.2f} s "
+        f"({stock_total / serial_total:.1f}x), radserve all organs in one call on {workers} "
+        f"workers {parallel / n:.2f} s wall ({stock_total / parallel:.1f}x); every value equal "
+        f"to the stock call within rtol {RTOL}"
+    )
 
 
 if __name__ == "__main__":
