@@ -33,6 +33,10 @@ class ModelRunError(InferenceError):
     """ONNX Runtime failed while running the model."""
 
 
+class InferenceTimeoutError(InferenceError):
+    """The prediction ran past its deadline (the job timeout) and was stopped."""
+
+
 class PreprocessingError(InferenceError):
     """A volume cannot be brought to the network's grid (e.g. it is empty after resampling)."""
 

@@ -19,7 +19,11 @@ import numpy.typing as npt
 
 from radserve.dicom_io.labelmap import LabelMap
 from radserve.dicom_io.volume import Volume
-from radserve.inference.errors import IncompatibleModelError, ModelRunError
+from radserve.inference.errors import (
+    IncompatibleModelError,
+    InferenceTimeoutError,
+    ModelRunError,
+)
 from radserve.inference.package import ModelPackage, check_model_io
 from radserve.inference.postprocessing import labels_from_logits, remove_small_components
 from radserve.inference.preprocessing import labels_to_source, preprocess
@@ -97,10 +101,16 @@ class Predictor:
         """The execution provider the session uses."""
         return self._session.provider
 
-    def predict(self, volume: Volume) -> Prediction:
+    def predict(self, volume: Volume, *, deadline: float | None = None) -> Prediction:
         """Segment ``volume``; the label map is on the volume's own grid.
 
+        Args:
+            volume: The image to segment.
+            deadline: A :func:`time.monotonic` time; past it, the sliding window stops
+                before its next batch of windows.
+
         Raises:
+            InferenceTimeoutError: ``deadline`` passed during the prediction.
             PreprocessingError: The volume cannot be brought onto the network grid.
             ModelRunError: ONNX Runtime failed, or the model produced non-finite values.
             IncompatibleModelError: The model's output does not have the expected shape.
@@ -113,6 +123,10 @@ class Predictor:
 
         def run_batch(batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
             nonlocal windows
+            if deadline is not None and time.monotonic() > deadline:
+                raise InferenceTimeoutError(
+                    f"inference stopped after {windows} windows: the job timeout has passed"
+                )
             windows += batch.shape[0]
             output = self._session.run(batch)
             if output.ndim > 1 and output.shape[1] != manifest.output_channels:

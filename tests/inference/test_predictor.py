@@ -6,6 +6,7 @@ normalised values, the expected mask is a plain numpy threshold on the source HU
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,11 @@ from scipy import ndimage
 
 from radserve.dicom_io.series import read_series
 from radserve.dicom_io.volume import Volume
-from radserve.inference.errors import ExecutionProviderError, IncompatibleModelError
+from radserve.inference.errors import (
+    ExecutionProviderError,
+    IncompatibleModelError,
+    InferenceTimeoutError,
+)
 from radserve.inference.package import ModelPackage, load_model_package
 from radserve.inference.predictor import Predictor
 from radserve.inference.runtime import CPU, CUDA, RuntimeSettings, available_providers
@@ -122,6 +127,14 @@ def test_output_channels_are_checked_at_run_time(tmp_path: Path, ct: Volume) -> 
     assert package.io.outputs[0].shape[1] == "K"
     with pytest.raises(IncompatibleModelError, match="the model output 3 channels"):
         Predictor(package, runtime=CPU_ONLY).predict(ct)
+
+
+def test_a_passed_deadline_stops_the_sliding_window(tmp_path: Path, ct: Volume) -> None:
+    predictor = Predictor(_package(tmp_path, ct), runtime=CPU_ONLY)
+    with pytest.raises(InferenceTimeoutError, match="after 0 windows: the job timeout"):
+        predictor.predict(ct, deadline=time.monotonic() - 1.0)
+    later = predictor.predict(ct, deadline=time.monotonic() + 600.0)
+    assert later.windows > 0 and later.label_map.mask(1).any()
 
 
 def test_no_usable_provider(tmp_path: Path, ct: Volume) -> None:
