@@ -302,8 +302,9 @@ def model_card(
         case_table,
         "",
         f"Mean Dice {metrics.get('dice_mean', float('nan')):.3f}; "
-        f"best epoch {int(checkpoint['best_epoch'])} of {int(checkpoint['epoch'])} (validation "
-        f"Dice on the network grid during training: {float(checkpoint['best_dice']):.3f}).",
+        f"the exported weights are those of epoch {int(checkpoint['best_epoch'])}, the best "
+        f"validation Dice of a run configured for {config.optim.epochs} epochs (Dice on the "
+        f"network grid during training: {float(checkpoint['best_dice']):.3f}).",
         "",
         f"Export check: ONNX Runtime vs PyTorch max |logit difference| "
         f"{parity.max_abs_logit_diff:.2e}, arg-max agreement {parity.argmax_agreement:.6f} "

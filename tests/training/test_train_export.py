@@ -81,7 +81,9 @@ def test_export_writes_a_package_the_server_accepts(tiny_run: TinyRun) -> None:
     assert metrics["onnx_argmax_agreement"] >= 0.999
     assert (package_dir / CONFIG_FILE).read_text() == tiny_run.loaded.text
     assert manifest.provenance.training_config_sha256 == tiny_run.loaded.sha256
-    assert "## Validation" in (package_dir / "MODEL_CARD.md").read_text()
+    card = (package_dir / "MODEL_CARD.md").read_text()
+    assert "## Validation" in card
+    assert "a run configured for 2 epochs" in card
 
     cases, _ = read_cases(
         read_datalist(tiny_run.loaded.resolve(tiny_run.loaded.config.data.datalist)),
