@@ -273,8 +273,19 @@ def infer(
     threads: Annotated[
         int, typer.Option(help="Intra-op threads for ONNX Runtime (0: one per core).")
     ] = 0,
+    no_radiomics: Annotated[
+        bool,
+        typer.Option(
+            "--no-radiomics",
+            help="Skip the radiomic features of the manifest's radiomics_parameter_set.",
+        ),
+    ] = False,
 ) -> None:
-    """Segment one series with a model package; write the label map, SEG, SR and overlay."""
+    """Segment one series with a model package; write the label map, SEG, SR and overlay.
+
+    When the manifest names a radiomics parameter set, the SR carries each segment's radiomic
+    features and features.json + features.csv are written too (unless --no-radiomics).
+    """
     from rich.console import Console
 
     from radserve.dicom_io.errors import DicomIOError
@@ -283,24 +294,45 @@ def infer(
     from radserve.inference.package import load_model_package
     from radserve.inference.pipeline import run_pipeline
     from radserve.inference.predictor import Predictor
+    from radserve.inference.radiomics_step import RadiomicsRunner, resolve_parameter_set
     from radserve.inference.runtime import RuntimeSettings
+    from radserve.radiomics.errors import RadiomicsError
+    from radserve.radiomics.tables import CaseFeatures, write_csv, write_json
 
     console = Console()
     try:
         package = load_model_package(model)
+        reference = package.manifest.radiomics_parameter_set
+        runner = None
+        if reference is not None and not no_radiomics:
+            runner = RadiomicsRunner(resolve_parameter_set(package.directory, reference))
         settings = RuntimeSettings(intra_op_threads=threads)
         if provider:
             settings = RuntimeSettings(providers=tuple(provider), intra_op_threads=threads)
         predictor = Predictor(package, runtime=settings)
         series = read_image_series(series_dir)
         with console.status(f"segmenting with {package.manifest.name} on {predictor.provider}..."):
-            result = run_pipeline(series, predictor)
-    except (DicomIOError, InferenceError) as exc:
+            result = run_pipeline(series, predictor, radiomics=runner)
+    except (DicomIOError, InferenceError, RadiomicsError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
     out.mkdir(parents=True, exist_ok=True)
     result.prediction.label_map.volume.write_nifti(out / "labelmap.nii.gz")
     written = result.results.save(out)
+    if runner is not None:
+        case = CaseFeatures(
+            case=series.volume.series_instance_uid or series_dir.name,
+            image=str(series_dir),
+            mask=str(out / "labelmap.nii.gz"),
+            segments=result.features,
+        )
+        write_json([case], out / "features.json")
+        write_csv([case], out / "features.csv")
+        console.print(
+            f"radiomics {result.parameter_set}: "
+            f"{sum(len(s.features) for s in result.features)} features of "
+            f"{len(result.features)} segments in {result.radiomics_s:.2f} s"
+        )
     _print_measurements(console, result.prediction.label_map, result.results.measurements)
     timings = result.prediction.timings
     console.print(
@@ -309,7 +341,8 @@ def infer(
         f"{timings.inference_s:.2f}, postprocess {timings.postprocess_s:.2f})"
     )
     counts = ", ".join(f"{len(paths)} {kind}" for kind, paths in written.items())
-    console.print(f"wrote labelmap.nii.gz and {counts} to {out}")
+    tables = " features.json, features.csv," if runner is not None else ""
+    console.print(f"wrote labelmap.nii.gz,{tables} and {counts} to {out}")
 
 
 @app.command()

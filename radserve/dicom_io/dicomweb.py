@@ -3,14 +3,20 @@
 A thin layer over ``dicomweb-client`` that turns transport and protocol failures into
 :class:`PacsError` with a message that names the operation and the HTTP status, never
 patient data.
+
+STOW-RS sends files as they are (:meth:`PacsClient.store_files`): a stored instance goes out
+byte for byte, without a parse and a re-encode. :meth:`PacsClient.store` encodes datasets
+first, as ``dicomweb-client``'s ``store_instances`` does, and sends them the same way.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pydicom
 import requests
 from dicomweb_client import DICOMwebClient
 from pydicom.dataset import Dataset
@@ -68,8 +74,23 @@ class PacsClient:
         """Store instances over STOW-RS; raise :class:`PacsError` if any is refused."""
         if not datasets:
             raise ValueError("nothing to store")
+        return self.store_files([_encode(ds) for ds in datasets])
+
+    def store_files(self, files: Sequence[bytes]) -> StoreResult:
+        """Store DICOM files (Part 10 bytes, sent as they are) over STOW-RS.
+
+        Raises:
+            PacsError: The request failed, or the PACS refused any instance.
+            ValueError: ``files`` is empty.
+        """
+        if not files:
+            raise ValueError("nothing to store")
         try:
-            response = self._client.store_instances(list(datasets))
+            # The multipart POST of dicomweb-client's store_instances, minus its dcmwrite of
+            # each dataset: same body, chunking, retries (set_http_retry_params) and parsing.
+            response: Dataset = self._client._http_post_multipart_application_dicom(
+                f"{self.url}/studies", list(files)
+            )
         except requests.RequestException as exc:
             raise PacsError(f"STOW-RS to {self.url} failed: {_describe(exc)}") from exc
         result = StoreResult(
@@ -79,7 +100,7 @@ class PacsClient:
         if result.failed_sop_instance_uids:
             raise PacsError(
                 f"STOW-RS to {self.url}: {len(result.failed_sop_instance_uids)} of "
-                f"{len(datasets)} instances refused"
+                f"{len(files)} instances refused"
             )
         logger.info("stored %d instances at %s", len(result.stored_sop_instance_uids), self.url)
         return result
@@ -101,6 +122,12 @@ class PacsClient:
         except requests.RequestException as exc:
             raise PacsError(f"WADO-RS from {self.url} failed: {_describe(exc)}") from exc
         return instances
+
+
+def _encode(ds: Dataset) -> bytes:
+    with io.BytesIO() as buffer:
+        pydicom.dcmwrite(buffer, ds)
+        return buffer.getvalue()
 
 
 def _describe(exc: requests.RequestException) -> str:

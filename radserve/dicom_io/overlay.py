@@ -5,6 +5,12 @@ source slice: the grey-scale slice with each segment's outline, a legend and a b
 the model and saying that the result needs review. The plain SC IOD has no Image Plane or
 Frame of Reference module, so the instances carry Patient Orientation and Pixel Spacing (of the
 zoomed image) only; a viewer cannot register them to the source, which is what SEG is for.
+
+Encoding: JPEG-LS lossless by default. The rendered slices (grey image zoomed by pixel
+replication, flat bands, thin outlines) compress about 11x on a zoomed 143x161 CT and 5x on a
+512x512 CT, with the pixels decoded back exactly; RLE Lossless (4x and 3x) is the choice for a
+destination that decodes nothing else, Explicit VR Little Endian for one that decodes nothing.
+A lossy JPEG would smear the coloured outlines (errors up to 115 of 255 next to them).
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
 
 from radserve.dicom_io.algorithm import MANUFACTURER, AlgorithmIdentity, contributing_equipment
 from radserve.dicom_io.derived import source_for_derivation
@@ -30,6 +38,8 @@ from radserve.dicom_io.uids import derive_uid
 logger = logging.getLogger(__name__)
 
 SECONDARY_CAPTURE_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
+#: The transfer syntaxes the overlay can be written in: lossless only, smallest first.
+OVERLAY_TRANSFER_SYNTAXES = (JPEGLSLossless, RLELossless, ExplicitVRLittleEndian)
 
 # Patient, Clinical Trial Subject, General Study, Patient Study and Clinical Trial Study
 # attributes copied from the source so the overlay files into the same patient and study.
@@ -103,6 +113,22 @@ def _patient_and_study(source: Dataset) -> Dataset:
     return copied
 
 
+def _element_copies(ds: Dataset) -> Dataset:
+    """New elements with the values of ``ds``'s, so no two instances share a mutable element.
+
+    Much cheaper than ``copy.deepcopy`` for the same result: plain values (str, PersonName,
+    numbers) are immutable and shared; lists of values and sequences are copied.
+    """
+    copied = Dataset()
+    for element in ds:
+        if element.VR == "SQ":
+            copied.add(copy.deepcopy(element))
+            continue
+        value = copy.copy(element.value) if isinstance(element.value, MultiValue) else element.value
+        copied.add(DataElement(element.tag, element.VR, value, already_converted=True))
+    return copied
+
+
 def _orientation_letters(axis: npt.NDArray[np.float64]) -> str:
     """Patient Orientation letters of one LPS direction, principal first (PS3.3 C.7.6.1.1.1)."""
     letters = []
@@ -148,6 +174,7 @@ def write_overlay_sc(
     series_number: int = 903,
     window_hu: tuple[float, float] | None = None,
     only_segmented_slices: bool = False,
+    transfer_syntax_uid: str = JPEGLSLossless,
 ) -> list[Dataset]:
     """Build the burned-in overlay series: one RGB Secondary Capture Image per source slice.
 
@@ -163,6 +190,10 @@ def write_overlay_sc(
             CT soft-tissue window for CT, else the volume's range.
         only_segmented_slices: Write only slices where a segment has voxels (the middle
             slice alone when no segment has any: a "no segment found" key image).
+        transfer_syntax_uid: How the pixels are encoded, one of
+            :data:`OVERLAY_TRANSFER_SYNTAXES` (all lossless): JPEG-LS Lossless (default,
+            smallest), RLE Lossless (decoded by every DICOM toolkit) or Explicit VR Little
+            Endian (uncompressed).
 
     Returns:
         The instances in slice order (Instance Number ``k + 1`` for source slice ``k``).
@@ -170,7 +201,13 @@ def write_overlay_sc(
     Raises:
         MaskError: The label map is not on the source grid.
         DicomIOError: The source lacks the headers or UIDs the overlay must reference.
+        ValueError: ``transfer_syntax_uid`` is not one of :data:`OVERLAY_TRANSFER_SYNTAXES`.
     """
+    if transfer_syntax_uid not in OVERLAY_TRANSFER_SYNTAXES:
+        raise ValueError(
+            f"the overlay is written in one of {', '.join(OVERLAY_TRANSFER_SYNTAXES)}, "
+            f"not {transfer_syntax_uid}"
+        )
     volume = source.volume
     n_slices = volume.shape[0]
     multiframe = len(source.headers) == 1 and n_slices > 1
@@ -231,8 +268,9 @@ def write_overlay_sc(
             series_description=series_description,
             pixel_spacing=(row_spacing_mm, column_spacing_mm),
             patient_orientation=(orientation[0][0], orientation[1][0]),
+            transfer_syntax_uid=transfer_syntax_uid,
         )
-        sc.update(copy.deepcopy(patient_and_study))
+        sc.update(_element_copies(patient_and_study))
         sc.PatientOrientation = orientation
         sc.ImageType = ["DERIVED", "SECONDARY"]
         sc.ConversionType = "WSD"

@@ -54,7 +54,11 @@ PALETTE: tuple[RGB, ...] = (
 REVIEW_WARNING = "AI result - not for diagnosis without review"
 #: CT soft-tissue window ``(center, width)`` in HU, the default for CT without a stored window.
 CT_SOFT_TISSUE_WINDOW_HU = (40.0, 400.0)
-#: The zoomed image is made at least this many pixels along its longer side.
+#: The zoomed image is made at least this many pixels along its longer side. The zoom keeps
+#: the outlines crisp once a viewer scales the image to its viewport (bilinear): on a
+#: 143x161 CT shown 1024 px tall, 93 % of the outline's voxels keep a pixel of pure segment
+#: colour at zoom 4, 45 % at zoom 2 with an outline as thin (half a voxel). With JPEG-LS the
+#: zoom costs little: 116 kB per slice at zoom 4, 66 kB at zoom 2, 41 kB unzoomed.
 MIN_RENDERED_PX = 512
 MAX_SCALE = 16
 #: Text is drawn with Pillow's bitmap font, zoomed by up to this factor on wide images.
@@ -283,17 +287,32 @@ class SliceRenderer:
         pixels = np.nan_to_num(np.asarray(self._image.array[k], dtype=np.float64))
         grey = np.clip((pixels - self._low) / (self._high - self._low), 0.0, 1.0)
         grey8 = np.round(grey * 255.0).astype(np.uint8)
-        rgb = _zoom(np.repeat(grey8[:, :, None], 3, axis=2), self.scale).copy()
+        rows, cols = grey8.shape
+        scale, top = self.scale, self.image_top_px
+        out = np.empty(self.shape, dtype=np.uint8)
+        out[:top] = self._top
+        image = out[top : top + rows * scale]
+        if self._bottom is not None:
+            out[top + rows * scale :] = self._bottom
+        # Nearest-neighbour zoom written in place: one broadcast, no intermediate copies.
+        image.reshape(rows, scale, cols, scale, 3)[...] = grey8[:, None, :, None, None]
         labels = self._labels[k]
         for label, colour in self._segments:
             mask = labels == label
-            if not mask.any():
+            found_rows = np.flatnonzero(mask.any(axis=1))
+            if found_rows.size == 0:
                 continue
-            zoomed = _zoom(mask, self.scale)
+            found_cols = np.flatnonzero(mask.any(axis=0))
+            # Only the segment's bounding box: outside it the mask is all background, which
+            # is what the erosion assumes beyond the edge (border_value=0), so the outline
+            # is the same as on the whole slice.
+            r0, r1 = int(found_rows[0]), int(found_rows[-1]) + 1
+            c0, c1 = int(found_cols[0]), int(found_cols[-1]) + 1
+            zoomed = _zoom(mask[r0:r1, c0:c1], scale)
             inner = ndimage.binary_erosion(zoomed, iterations=self._outline_px, border_value=0)
-            rgb[zoomed & ~inner] = colour
-        bands = [self._top, rgb] if self._bottom is None else [self._top, rgb, self._bottom]
-        return np.ascontiguousarray(np.concatenate(bands, axis=0), dtype=np.uint8)
+            box = image[r0 * scale : r1 * scale, c0 * scale : c1 * scale]
+            box[zoomed & ~inner] = colour
+        return out
 
 
 def render_slice(

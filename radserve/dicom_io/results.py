@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from radserve.dicom_io.measurements import SegmentMeasurements, measure_segments
 from radserve.dicom_io.overlay import write_overlay_sc
 from radserve.dicom_io.seg import write_seg
 from radserve.dicom_io.series import ImageSeries
-from radserve.dicom_io.sr import write_sr
+from radserve.dicom_io.sr import CodingSchemeIdentification, NumericMeasurement, write_sr
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ def build_results(
     *,
     algorithm: AlgorithmIdentity,
     overlay_all_slices: bool = False,
+    extra_measurements: Mapping[int, Sequence[NumericMeasurement]] | None = None,
+    coding_schemes: Sequence[CodingSchemeIdentification] = (),
 ) -> ResultSet:
     """Measure each segment and write the SEG, SR and overlay SC for a label map.
 
@@ -87,10 +90,22 @@ def build_results(
         algorithm: The model that produced the label map.
         overlay_all_slices: Write an overlay instance for every source slice, not only the
             slices with a segment.
+        extra_measurements: Further SR measurements per label (e.g. radiomic features);
+            ignored for no findings.
+        coding_schemes: Identifications of the non-standard coding schemes the extra
+            measurements may use (see :func:`~radserve.dicom_io.sr.write_sr`).
     """
     measurements = measure_segments(source.volume, labelmap)
     seg = write_seg(source, labelmap, algorithm=algorithm) if measurements else None
-    sr = write_sr(source, seg, labelmap, measurements, algorithm=algorithm)
+    sr = write_sr(
+        source,
+        seg,
+        labelmap,
+        measurements,
+        algorithm=algorithm,
+        extra_measurements=extra_measurements if seg is not None else None,
+        coding_schemes=coding_schemes,
+    )
     overlay = write_overlay_sc(
         source, labelmap, algorithm=algorithm, only_segmented_slices=not overlay_all_slices
     )

@@ -4,8 +4,11 @@
 (TID 1411) per segment: tracking identifier and UID, finding category and type from the
 segment's codes, a reference to the SEG segment and its source series, the algorithm, and the
 measurements (volume, mean / minimum / maximum / standard deviation of the intensity, plus any
-extra measurements such as radiomic features). :func:`read_sr_measurements` reads such a
-report back, tolerantly, as plain numbers.
+extra measurements such as radiomic features). Coding schemes outside PS3.16 Table 8-1 (a
+private ``99...`` scheme) are identified in the Coding Scheme Identification Sequence
+(0008,0110) when the caller describes them (:class:`CodingSchemeIdentification`) and the
+document uses them. :func:`read_sr_measurements` reads such a report back, tolerantly, as
+plain numbers.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import highdicom as hd
+from highdicom.coding_schemes import CodingSchemeIdentificationItem
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code as PydicomCode
@@ -65,6 +69,8 @@ _DERIVATIONS: tuple[tuple[str, PydicomCode], ...] = (
     ("maximum", codes.SCT.Maximum),
     ("std", codes.SCT.StandardDeviation),
 )
+_IMAGING_MEASUREMENTS = ("DCM", "126010")
+_MEASUREMENT_GROUP = ("DCM", "125007")
 # Patient and study attributes highdicom copies from the first evidence instance.
 _SR_CLASSES: dict[str, type[hd.sr.EnhancedSR | hd.sr.ComprehensiveSR | hd.sr.Comprehensive3DSR]] = {
     "1.2.840.10008.5.1.4.1.1.88.22": hd.sr.EnhancedSR,
@@ -97,6 +103,45 @@ class NumericMeasurement:
             raise ValueError(f"{self.name.meaning}: the value must be a finite number")
 
 
+@dataclass(frozen=True)
+class CodingSchemeIdentification:
+    """An item of the Coding Scheme Identification Sequence (0008,0110), which identifies a
+    coding scheme that PS3.16 Table 8-1 does not list (a private ``99...`` scheme).
+
+    Attributes:
+        designator: The Coding Scheme Designator the codes use (``99RADSERVE``).
+        name: Coding Scheme Name.
+        version: Coding Scheme Version.
+        responsible_organization: Coding Scheme Responsible Organization.
+        uid: Coding Scheme UID, for a scheme registered under one (with ``registry``).
+        registry: Coding Scheme Registry (e.g. ``HL7``), for a registered scheme.
+    """
+
+    designator: str
+    name: str
+    version: str | None = None
+    responsible_organization: str | None = None
+    uid: str | None = None
+    registry: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.designator or len(self.designator) > 16:
+            raise ValueError("a Coding Scheme Designator has 1 to 16 characters")
+        if (self.registry is None) != (self.uid is None):
+            raise ValueError(f"{self.designator}: a registered scheme needs registry and uid")
+
+    def item(self) -> CodingSchemeIdentificationItem:
+        """The sequence item."""
+        return CodingSchemeIdentificationItem(
+            designator=self.designator,
+            name=self.name[:64],
+            version=self.version,
+            registry=self.registry,
+            uid=self.uid,
+            responsible_organization=self.responsible_organization,
+        )
+
+
 def sr_uids(source_series_instance_uid: str, algorithm: AlgorithmIdentity) -> tuple[str, str]:
     """The deterministic (Series Instance UID, SOP Instance UID) of the SR for a series."""
     parts = (source_series_instance_uid, algorithm.name, algorithm.version, "SR")
@@ -112,6 +157,7 @@ def write_sr(
     algorithm: AlgorithmIdentity,
     series_number: int = 902,
     extra_measurements: Mapping[int, Sequence[NumericMeasurement]] | None = None,
+    coding_schemes: Sequence[CodingSchemeIdentification] = (),
 ) -> Dataset:
     """Write a TID 1500 measurement report for the segments of ``seg``.
 
@@ -128,6 +174,9 @@ def write_sr(
         algorithm: The model that produced the segmentation.
         series_number: Series Number of the SR.
         extra_measurements: Further measurements per label (e.g. radiomic features).
+        coding_schemes: Coding schemes to identify in the Coding Scheme Identification
+            Sequence; only those whose designator a code of the document uses are written
+            (none at all: the sequence is left out).
 
     Returns:
         The Comprehensive 3D SR dataset; its UIDs depend only on the source series and the
@@ -152,7 +201,13 @@ def write_sr(
         if measurements or extra_measurements:
             raise MeasurementError("measurements need the SEG whose segments they describe")
         groups = _absent_groups(labelmap, algorithm, algorithm_id, volume.series_instance_uid)
-        return _document(source, [], groups, modality, algorithm, series_number)
+        used = {code.scheme for s in labelmap.segments for code in (s.category, s.type)}
+        return _document(
+            source,
+            [],
+            groups,
+            _Header(modality, algorithm, series_number, _used(coding_schemes, used)),
+        )
     groups_input = _match_inputs(labelmap, measurements, extra_measurements or {})
     segment_numbers = _segment_numbers(seg, volume)
 
@@ -160,11 +215,16 @@ def write_sr(
     if intensity is None:
         logger.info("no intensity concept for modality %s: reporting volumes only", modality)
     volumetric = []
+    extra_items: list[list[Dataset]] = []
+    used = set()
     for segment, measured, extras in groups_input:
+        used.update((segment.category.scheme, segment.type.scheme))
+        used.update(code.scheme for extra in extras for code in (extra.name, extra.unit))
         seg_label = segment.name[:64]  # Segment Label is LO
         if seg_label not in segment_numbers:
             raise MeasurementError(f"the SEG has no segment labelled {seg_label!r}")
-        group_measurements = _group_measurements(measured, intensity, extras)
+        group_measurements = _group_measurements(measured, intensity)
+        extra_items.append(_extra_items(extras))
         volumetric.append(
             hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
                 tracking_identifier=hd.sr.TrackingIdentifier(
@@ -183,7 +243,36 @@ def write_sr(
                 measurements=group_measurements,
             )
         )
-    return _document(source, [seg], volumetric, modality, algorithm, series_number)
+    sr = _document(
+        source,
+        [seg],
+        volumetric,
+        _Header(modality, algorithm, series_number, _used(coding_schemes, used)),
+    )
+    if any(extra_items):
+        sr = _with_extra_items(sr, extra_items)
+    return sr
+
+
+@dataclass(frozen=True)
+class _Header:
+    """What the document says besides its content."""
+
+    modality: str
+    algorithm: AlgorithmIdentity
+    series_number: int
+    coding_schemes: tuple[CodingSchemeIdentification, ...]
+
+
+def _used(
+    coding_schemes: Sequence[CodingSchemeIdentification], designators: set[str]
+) -> tuple[CodingSchemeIdentification, ...]:
+    """The identifications of the schemes the document uses, once per designator."""
+    found: dict[str, CodingSchemeIdentification] = {}
+    for scheme in coding_schemes:
+        if scheme.designator in designators:
+            found.setdefault(scheme.designator, scheme)
+    return tuple(found.values())
 
 
 def _tracking_uid(series_instance_uid: str, algorithm: AlgorithmIdentity, label: int) -> str:
@@ -223,11 +312,10 @@ def _document(
         hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
         | hd.sr.MeasurementsAndQualitativeEvaluations
     ],
-    modality: str,
-    algorithm: AlgorithmIdentity,
-    series_number: int,
+    header: _Header,
 ) -> Dataset:
     """The Comprehensive 3D SR document holding the measurement ``groups``."""
+    modality, algorithm = header.modality, header.algorithm
     source_series_uid = str(source.volume.series_instance_uid)
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
@@ -256,11 +344,12 @@ def _document(
                 ],
                 content=report[0],
                 series_instance_uid=series_instance_uid,
-                series_number=series_number,
+                series_number=header.series_number,
                 sop_instance_uid=sop_instance_uid,
                 instance_number=1,
                 manufacturer=MANUFACTURER,
                 is_complete=True,
+                coding_schemes=[scheme.item() for scheme in header.coding_schemes] or None,
             )
     except (AttributeError, ValueError) as exc:
         raise MeasurementError(f"cannot build the SR document: {exc}") from exc
@@ -372,9 +461,7 @@ def _segment_numbers(seg: Dataset, volume: Volume) -> dict[str, int]:
 
 
 def _group_measurements(
-    measured: SegmentMeasurements,
-    intensity: tuple[PydicomCode, PydicomCode] | None,
-    extras: Sequence[NumericMeasurement],
+    measured: SegmentMeasurements, intensity: tuple[PydicomCode, PydicomCode] | None
 ) -> list[hd.sr.Measurement]:
     items = [
         hd.sr.Measurement(
@@ -394,21 +481,64 @@ def _group_measurements(
             )
             for attribute, derivation in _DERIVATIONS
         )
+    return items
+
+
+def _extra_items(extras: Sequence[NumericMeasurement]) -> list[Dataset]:
+    """The NUM content items (TID 300) of the extra measurements of one group."""
+    items: list[Dataset] = []
     for extra in extras:
         algorithm_id = None
         if extra.description:
             algorithm_id = hd.sr.AlgorithmIdentification(
                 name=MANUFACTURER, version=radserve.__version__, parameters=[extra.description]
             )
-        items.append(
-            hd.sr.Measurement(
-                name=_coded(extra.name),
-                value=float(extra.value),
-                unit=_coded(extra.unit),
-                algorithm_id=algorithm_id,
-            )
+        measurement = hd.sr.Measurement(
+            name=_coded(extra.name),
+            value=float(extra.value),
+            unit=_coded(extra.unit),
+            algorithm_id=algorithm_id,
         )
+        items.extend(measurement)
     return items
+
+
+def _with_extra_items(sr: Dataset, extra_items: Sequence[Sequence[Dataset]]) -> Dataset:
+    """Insert each group's extra NUM items after its measurements, where highdicom puts them.
+
+    highdicom's document constructor deep-copies and re-parses the whole content tree,
+    which takes seconds for a thousand radiomic features; the items are appended to the
+    finished document instead. The result is a plain :class:`Dataset`, so that no stale
+    highdicom view of the content remains.
+    """
+    document = Dataset(sr)  # the same elements, without highdicom's parsed copy
+    document.file_meta = sr.file_meta
+    containers = [
+        item
+        for item in document.ContentSequence
+        if _concept(item) == _IMAGING_MEASUREMENTS and item.ValueType == "CONTAINER"
+    ]
+    groups = [
+        item
+        for container in containers
+        for item in container.ContentSequence
+        if _concept(item) == _MEASUREMENT_GROUP and item.ValueType == "CONTAINER"
+    ]
+    if len(groups) != len(extra_items):
+        raise MeasurementError("internal: the SR's measurement groups are not the ones built")
+    for group, items in zip(groups, extra_items, strict=True):
+        content = list(group.ContentSequence)
+        numeric = [n for n, item in enumerate(content) if item.ValueType == "NUM"]
+        after = numeric[-1] + 1 if numeric else len(content)
+        group.ContentSequence = [*content[:after], *items, *content[after:]]
+    return document
+
+
+def _concept(item: Dataset) -> tuple[str, str]:
+    concept = item.get("ConceptNameCodeSequence")
+    if not concept:
+        return ("", "")
+    return (str(concept[0].CodingSchemeDesignator), str(concept[0].CodeValue))
 
 
 def _coded(code: Code) -> hd.sr.CodedConcept:

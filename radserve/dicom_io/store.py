@@ -267,7 +267,12 @@ class InstanceStore:
     ) -> PendingInstance | FailedInstance:
         size = staged.size_bytes
         try:
-            ds = read_received(staged.path, size=size, max_bytes=self.max_instance_bytes)
+            ds = read_received(
+                staged.path,
+                size=size,
+                max_bytes=self.max_instance_bytes,
+                data=staged.take_bytes(),
+            )
         except DicomIOError as exc:
             return FailedInstance("", "", exc)
         sop_class_uid = text_value(ds, "SOPClassUID")

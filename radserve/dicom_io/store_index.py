@@ -22,8 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydicom import config as pydicom_config
+from pydicom import hooks as pydicom_hooks
+from pydicom.charset import default_encoding
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement, convert_raw_data_element, empty_value_for_VR
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.valuerep import IS, PersonName
 
 from radserve.dicom_io.enhanced import text_value
 
@@ -67,6 +73,19 @@ class IndexedAttribute:
     def column(self) -> str:
         """The column name: the keyword in snake case (``PatientID`` -> ``patient_id``)."""
         return _snake(self.keyword)
+
+    @functools.cached_property
+    def tag(self) -> int:
+        """The attribute's tag."""
+        tag = tag_for_keyword(self.keyword)
+        if tag is None:
+            raise ValueError(f"{self.keyword} is not a DICOM keyword")
+        return tag
+
+    @functools.cached_property
+    def vr(self) -> str:
+        """The attribute's VR in the data dictionary."""
+        return str(dictionary_VR(self.tag))
 
 
 def _snake(keyword: str) -> str:
@@ -205,12 +224,14 @@ class IndexRows:
     instance: LevelRow
 
 
-def _value(ds: Dataset, attribute: IndexedAttribute) -> str | int | None:
+def _value(
+    ds: Dataset, attribute: IndexedAttribute, found: tuple[str, Any] | None
+) -> str | int | None:
     if attribute.kind is MatchKind.UID:
         return text_value(ds, attribute.keyword)
-    value = ds.get(attribute.keyword)
+    value: Any = None if found is None else found[1]
     if attribute.kind is MatchKind.NUMBER:
-        first = value[0] if isinstance(value, MultiValue) and value else value
+        first: Any = value[0] if isinstance(value, MultiValue) and value else value
         try:
             return int(first) if first not in (None, "") else None
         except (TypeError, ValueError):
@@ -222,20 +243,96 @@ def _value(ds: Dataset, attribute: IndexedAttribute) -> str | int | None:
     return str(value).strip(" \x00")
 
 
-def _json_subset(ds: Dataset, attributes: Sequence[IndexedAttribute]) -> str:
+def _json_subset(found: Sequence[tuple[IndexedAttribute, tuple[str, Any] | None]]) -> str:
     """DICOM JSON (PS3.18 F.2) of the attributes present, built without a Dataset copy."""
     subset: dict[str, Any] = {}
-    for attribute in attributes:
-        element = ds.data_element(attribute.keyword) if attribute.keyword in ds else None
-        if element is None or element.is_empty:
+    for attribute, element in found:
+        if element is None or _is_empty(*element):
             continue
-        values = element.value if isinstance(element.value, MultiValue) else [element.value]
+        vr, value = element
+        values = value if isinstance(value, MultiValue) else [value]
         try:
-            items = [_json_item(element.VR, value) for value in values]
+            items = [_json_item(vr, v) for v in values]
         except (TypeError, ValueError):
             continue  # an invalid value is left out, as to_json_dict(suppress_invalid_tags)
-        subset[f"{element.tag:08X}"] = {"vr": element.VR, "Value": items}
+        subset[f"{attribute.tag:08X}"] = {"vr": vr, "Value": items}
     return json.dumps(subset, separators=(",", ":"), ensure_ascii=False)
+
+
+def _is_empty(vr: str, value: Any) -> bool:
+    """As ``DataElement.is_empty`` (a VM of 0)."""
+    if value is None:
+        return True
+    if isinstance(value, str | bytes | PersonName):
+        return not value
+    try:
+        return len(value) == 0
+    except TypeError:
+        return False
+
+
+# --- reading values from raw elements --------------------------------------------------------
+#
+# Indexing reads about 30 values per instance. pydicom's attribute access converts each raw
+# element through its hooks, validates it and stores a new DataElement in the data set, which
+# costs tens of microseconds per value. The plain cases (one ASCII value of a UI, CS, DA, TM,
+# SH, LO or IS element, one US value) are decoded here directly, giving the values pydicom's
+# conversion gives; anything else (several values, other characters, person names, VRs that
+# differ from the dictionary, customised pydicom hooks or settings) goes through
+# ``convert_raw_data_element``, without changing the data set.
+
+_ASCII_CHARSETS = frozenset({default_encoding, "latin_1", "UTF8", "utf_8", "iso_ir_6"})
+_STRING_VRS = frozenset({"UI", "CS", "DA", "TM"})
+_TEXT_VRS = frozenset({"SH", "LO"})
+_INTEGER = re.compile(rb" *[+-]?[0-9]{1,12} *")
+
+
+def _plain_pydicom() -> bool:
+    """Whether pydicom converts raw values in its default way (else never decode here)."""
+    hooks = pydicom_hooks.hooks
+    return (
+        pydicom_config.data_element_callback is None
+        and not pydicom_config.datetime_conversion
+        and not pydicom_config.use_IS_numpy
+        and not pydicom_config.use_none_as_empty_text_VR_value
+        and hooks.raw_element_vr is pydicom_hooks.raw_element_vr
+        and hooks.raw_element_value is pydicom_hooks.raw_element_value
+        and not hooks.raw_element_kwargs
+    )
+
+
+def _text_encodings(ds: Dataset) -> list[str]:
+    """The data set's character sets, as pydicom decodes its text with them."""
+    encodings = ds._character_set  # what Dataset.__getitem__ converts values with
+    return [encodings] if isinstance(encodings, str) else list(encodings)
+
+
+def _read(
+    ds: Dataset, attribute: IndexedAttribute, encodings: list[str], plain: bool
+) -> tuple[str, Any] | None:
+    """``(VR, value)`` of an attribute, as pydicom converts it; ``None`` when absent."""
+    element = ds.get_item(attribute.tag)
+    if element is None:
+        return None
+    if not isinstance(element, RawDataElement):
+        return str(element.VR), element.value
+    raw = element.value
+    vr = element.VR or attribute.vr
+    if plain and vr == attribute.vr and isinstance(raw, bytes):
+        if not raw:
+            return vr, empty_value_for_VR(vr)
+        if vr == "US":
+            if len(raw) == 2:
+                return vr, int.from_bytes(raw, "little" if element.is_little_endian else "big")
+        elif b"\\" not in raw and raw.isascii():
+            if vr in _STRING_VRS:
+                return vr, raw.decode("ascii").rstrip(" \x00")
+            if vr in _TEXT_VRS and len(encodings) == 1 and encodings[0] in _ASCII_CHARSETS:
+                return vr, raw.decode("ascii").rstrip("\x00 ")
+            if vr == "IS" and _INTEGER.fullmatch(raw.rstrip(b"\x00")):
+                return vr, IS(int(raw.rstrip(b" \x00")))
+    converted = convert_raw_data_element(element, encoding=encodings, ds=ds)
+    return str(converted.VR), converted.value
 
 
 def _json_item(vr: str, value: Any) -> Any:
@@ -261,16 +358,18 @@ def index_rows(ds: Dataset, *, file_values: Mapping[str, str | int]) -> IndexRow
         file_values: ``transfer_syntax_uid``, ``path``, ``size_bytes``, ``sha256`` and
             ``stored_at`` of the instance's file.
     """
+    plain = _plain_pydicom()
+    encodings = _text_encodings(ds)
     rows = []
     for level in QueryLevel:
-        attributes = _level_attributes(level)
-        values = {a.column: _value(ds, a) for a in attributes}
+        found = [(a, _read(ds, a, encodings, plain)) for a in _level_attributes(level)]
+        values = {a.column: _value(ds, a, element) for a, element in found}
         for column in _KEYS[level][1:]:  # the keys of the parent levels
             values[column] = text_value(ds, _keyword(column))
         ordered = tuple(values[c] for c in _columns(level))
         if level is QueryLevel.IMAGE:
             ordered += tuple(file_values[k] for k in _FILE_COLUMNS)
-        rows.append(LevelRow(level, ordered, _json_subset(ds, attributes)))
+        rows.append(LevelRow(level, ordered, _json_subset(found)))
     return IndexRows(*rows)
 
 

@@ -2,11 +2,12 @@
 
 Each job with results has one record per destination in the queue's ``exports`` table
 (created by :meth:`JobQueue.results_stored`). The :class:`Exporter` thread takes due
-records, reads the result instances back from the instance store (what the store serves over
-WADO-RS is exactly what the PACS receives, on every attempt) and sends them in one STOW-RS
-request. A failed attempt stays on the record (attempts, last error, next attempt time) and
-is retried after ``backoff_s * 2 ** (attempts - 1)`` seconds, at most ``backoff_max_s``: an
-export is never dropped. A job is ``done`` once every destination has acknowledged it.
+records, reads the result files back from the instance store and sends them as they are, in
+one STOW-RS request: what the store serves over WADO-RS is byte for byte what the PACS
+receives, on every attempt, and nothing is parsed or re-encoded. A failed attempt stays on
+the record (attempts, last error, next attempt time) and is retried after
+``backoff_s * 2 ** (attempts - 1)`` seconds, at most ``backoff_max_s``: an export is never
+dropped. A job is ``done`` once every destination has acknowledged it.
 Resending after a crash cannot duplicate anything: the SOP Instance UIDs are the same.
 """
 
@@ -18,11 +19,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pydicom.dataset import Dataset
-
 from radserve.dicom_io.dicomweb import PacsClient
 from radserve.dicom_io.errors import DicomIOError
-from radserve.dicom_io.reading import read_instance
 from radserve.dicom_io.store import InstanceStore
 from radserve.inference.jobs import ExportState, JobQueue, JobState, ResultInstance
 from radserve.inference.metrics import ServerMetrics
@@ -158,8 +156,8 @@ class Exporter:
             client = self._clients.get(task.destination)
             if client is None:
                 raise DicomIOError(f"destination {task.destination!r} is no longer configured")
-            datasets = self._result_datasets(task)
-            client.store(datasets)
+            files = self._result_files(task)
+            client.store_files(files)
         except (DicomIOError, ValueError) as exc:
             self._failed(task, str(exc))
             return
@@ -167,22 +165,34 @@ class Exporter:
             logger.exception("export of job %s to %s failed", task.job_id, task.destination)
             self._failed(task, f"internal error ({type(exc).__name__})")
             return
-        self._delivered(task, sent_s=time.perf_counter() - started, count=len(datasets))
+        self._delivered(task, sent_s=time.perf_counter() - started, count=len(files))
 
-    def _result_datasets(self, task: ExportTask) -> list[Dataset]:
+    def _result_files(self, task: ExportTask) -> list[bytes]:
+        """The stored files of a job's results, as stored (checked against the index size)."""
         wanted = {r.sop_instance_uid for r in task.results}
-        datasets: list[Dataset] = []
+        files: list[bytes] = []
         for series in dict.fromkeys(r.series_instance_uid for r in task.results):
             for instance in self._store.get_instances(task.study_instance_uid, series):
-                if instance.sop_instance_uid in wanted:
-                    datasets.append(
-                        read_instance(instance.path, max_bytes=self._store.max_instance_bytes)
+                if instance.sop_instance_uid not in wanted:
+                    continue
+                try:
+                    data = instance.path.read_bytes()
+                except OSError as exc:
+                    raise DicomIOError(
+                        f"a result instance cannot be read from the store "
+                        f"({exc.strerror or type(exc).__name__})"
+                    ) from exc
+                if len(data) != instance.size_bytes:
+                    raise DicomIOError(
+                        f"a result instance's file holds {len(data)} bytes, the index says "
+                        f"{instance.size_bytes}"
                     )
-        if len(datasets) != len(wanted):
+                files.append(data)
+        if len(files) != len(wanted):
             raise DicomIOError(
-                f"{len(wanted) - len(datasets)} result instances are missing from the store"
+                f"{len(wanted) - len(files)} result instances are missing from the store"
             )
-        return datasets
+        return files
 
     # --- the records -------------------------------------------------------------------
 

@@ -1,7 +1,11 @@
-"""The job queue's records: states, jobs and export records, and the SQLite database.
+"""The job queue's records: states, jobs, export records, feature tables, the SQLite database.
 
-The schema (tables ``jobs`` and ``exports``) and the mapping of rows to :class:`Job` live
-here; :mod:`radserve.inference.jobs` holds the queue's operations.
+The schema (tables ``jobs``, ``exports`` and ``job_features``) and the mapping of rows to
+:class:`Job` live here; :mod:`radserve.inference.jobs` holds the queue's operations.
+
+``job_features`` holds, per job of a model with radiomics, the parameter set, a compact
+per-segment summary (shown with the job) and the whole feature table as JSON (served by
+``GET /jobs/{id}/features``); it is written in the transaction that records the results.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ class JobError(InferenceError):
 
 class JobNotFoundError(JobError):
     """No job has the requested id."""
+
+
+class FeatureTableNotFoundError(JobNotFoundError):
+    """The job has no feature table (its model computes no radiomics, or it is not done)."""
 
 
 class QueueError(JobError):
@@ -104,6 +112,13 @@ SCHEMA = (
       PRIMARY KEY (job_id, destination)
     )""",
     "CREATE INDEX IF NOT EXISTS exports_due ON exports (state, next_attempt_at)",
+    """CREATE TABLE IF NOT EXISTS job_features (
+      job_id TEXT PRIMARY KEY REFERENCES jobs (id),
+      parameter_set TEXT NOT NULL,
+      summary TEXT NOT NULL,
+      segments TEXT NOT NULL,
+      created_at REAL NOT NULL
+    )""",
 )
 
 
@@ -162,8 +177,44 @@ class ExportRecord:
 
 
 @dataclass(frozen=True)
+class SegmentFeatureSummary:
+    """One segment of a job's feature table, in short.
+
+    Attributes:
+        label: The segment's label.
+        segment: Its name (Segment Label).
+        volume_mm3: Its volume.
+        feature_count: Features with a value.
+        skipped: ``(name, reason)`` of the features without one (``*``: the whole segment).
+    """
+
+    label: int
+    segment: str
+    volume_mm3: float | None
+    feature_count: int
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class JobFeatures:
+    """A job's radiomic features, as stored with its results.
+
+    Attributes:
+        parameter_set: Identifier of the parameter set (name and hash).
+        summary: One entry per segment.
+        segments_json: The whole feature table
+            (:func:`~radserve.radiomics.tables.feature_table`) as JSON.
+    """
+
+    parameter_set: str
+    summary: tuple[SegmentFeatureSummary, ...]
+    segments_json: str = "[]"
+
+
+@dataclass(frozen=True)
 class Job:
-    """A job as the queue holds it (times in Unix seconds)."""
+    """A job as the queue holds it (times in Unix seconds); ``features`` holds the summary
+    of its feature table (without the table itself)."""
 
     id: str
     spec: JobSpec
@@ -179,6 +230,7 @@ class Job:
     error: str | None
     results: tuple[ResultInstance, ...]
     exports: tuple[ExportRecord, ...] = field(default=())
+    features: JobFeatures | None = None
 
 
 JOB_COLUMNS = (
@@ -266,7 +318,57 @@ def exports_of(
     return {job_id: tuple(records) for job_id, records in found.items()}
 
 
-def job_from_row(row: Sequence[Any], exports: tuple[ExportRecord, ...]) -> Job:
+def features_of(db: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, JobFeatures]:
+    """The feature summaries of jobs (without the tables), by job id."""
+    if not job_ids:
+        return {}
+    marks = ", ".join("?" for _ in job_ids)
+    rows = db.execute(
+        f"SELECT job_id, parameter_set, summary FROM job_features WHERE job_id IN ({marks})",
+        list(job_ids),
+    ).fetchall()
+    return {
+        job_id: JobFeatures(parameter_set=parameter_set, summary=summary_from_json(summary))
+        for job_id, parameter_set, summary in rows
+    }
+
+
+def summary_to_json(summary: Sequence[SegmentFeatureSummary]) -> str:
+    """The summary as stored."""
+    return json.dumps(
+        [
+            {
+                "label": s.label,
+                "segment": s.segment,
+                "volume_mm3": s.volume_mm3,
+                "feature_count": s.feature_count,
+                "skipped": [list(k) for k in s.skipped],
+            }
+            for s in summary
+        ],
+        allow_nan=False,
+    )
+
+
+def summary_from_json(text: str) -> tuple[SegmentFeatureSummary, ...]:
+    """The summary back from storage."""
+    return tuple(
+        SegmentFeatureSummary(
+            label=int(item["label"]),
+            segment=str(item["segment"]),
+            volume_mm3=item["volume_mm3"],
+            feature_count=int(item["feature_count"]),
+            skipped=tuple((str(name), str(reason)) for name, reason in item["skipped"]),
+        )
+        for item in json.loads(text)
+    )
+
+
+def job_from_row(
+    row: Sequence[Any],
+    exports: tuple[ExportRecord, ...],
+    features: JobFeatures | None = None,
+) -> Job:
     (
         job_id,
         state,
@@ -312,4 +414,5 @@ def job_from_row(row: Sequence[Any], exports: tuple[ExportRecord, ...]) -> Job:
         error=error,
         results=tuple(ResultInstance(**item) for item in json.loads(results)),
         exports=exports,
+        features=features,
     )

@@ -16,7 +16,8 @@ results: result UIDs derive from the source series and the model version.
 Each change of state is one transaction with ``synchronous=FULL``: once :meth:`JobQueue.submit`
 returns, the job survives a power cut. Times are stored as Unix seconds. The export records
 (table ``exports``) are driven by :mod:`radserve.inference.export`; this module creates them
-when a job's results are stored.
+when a job's results are stored, together with the job's radiomic feature table (table
+``job_features``).
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ from radserve.inference.job_records import (
     Database,
     ExportRecord,
     ExportState,
+    FeatureTableNotFoundError,
     Job,
     JobError,
+    JobFeatures,
     JobNotFoundError,
     JobSpec,
     JobState,
@@ -46,7 +49,9 @@ from radserve.inference.job_records import (
     ResultInstance,
     Stage,
     exports_of,
+    features_of,
     job_from_row,
+    summary_to_json,
 )
 
 __all__ = [
@@ -54,8 +59,10 @@ __all__ = [
     "Database",
     "ExportRecord",
     "ExportState",
+    "FeatureTableNotFoundError",
     "Job",
     "JobError",
+    "JobFeatures",
     "JobNotFoundError",
     "JobQueue",
     "JobSpec",
@@ -220,9 +227,11 @@ class JobQueue:
         results: Sequence[ResultInstance],
         *,
         timings_s: Mapping[str, float],
+        features: JobFeatures | None = None,
     ) -> Job:
-        """The results are in the store: create one export record per destination and
-        move the job to ``exporting`` (``done`` without destinations)."""
+        """The results are in the store: record them (and the feature table, replacing one
+        of an earlier run), create one export record per destination and move the job to
+        ``exporting`` (``done`` without destinations)."""
         now = time.time()
         with self.database.write() as db:
             destinations = json.loads(
@@ -241,6 +250,7 @@ class JobQueue:
                 "finished_at = CASE WHEN ? = 'done' THEN ? ELSE NULL END WHERE id = ?",
                 (state, stage, encoded, merged, now, state, now, job_id),
             )
+            _put_features(db, job_id, features, now)
             for destination in destinations:
                 db.execute(
                     "INSERT INTO exports (job_id, destination, state, next_attempt_at, "
@@ -331,7 +341,30 @@ class JobQueue:
             if row is None:
                 raise JobNotFoundError("no job with this id")
             exports = exports_of(db, [job_id]).get(job_id, ())
-        return job_from_row(row, exports)
+            features = features_of(db, [job_id]).get(job_id)
+        return job_from_row(row, exports, features)
+
+    def feature_table(self, job_id: str) -> tuple[str, list[dict[str, Any]]]:
+        """A job's parameter set identifier and feature table.
+
+        Raises:
+            JobNotFoundError: No such job.
+            FeatureTableNotFoundError: The job has no feature table.
+        """
+        with self.database.read() as db:
+            row = db.execute(
+                "SELECT parameter_set, segments FROM job_features WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            known = (
+                row is not None
+                or db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            )
+        if not known:
+            raise JobNotFoundError("no job with this id")
+        if row is None:
+            raise FeatureTableNotFoundError("this job has no feature table")
+        segments: list[dict[str, Any]] = json.loads(row[1])
+        return str(row[0]), segments
 
     def find(
         self,
@@ -361,8 +394,10 @@ class JobQueue:
                 f"SELECT {JOB_COLUMNS} FROM jobs{where} ORDER BY seq DESC LIMIT ? OFFSET ?",
                 (*params, limit, offset),
             ).fetchall()
-            exports = exports_of(db, [row[0] for row in rows])
-        return [job_from_row(row, exports.get(row[0], ())) for row in rows]
+            ids = [row[0] for row in rows]
+            exports = exports_of(db, ids)
+            features = features_of(db, ids)
+        return [job_from_row(row, exports.get(row[0], ()), features.get(row[0])) for row in rows]
 
     def counts_by_state(self) -> dict[JobState, int]:
         """How many jobs are in each state."""
@@ -417,6 +452,27 @@ def _fail(db: sqlite3.Connection, job_id: str, error: str, now: float) -> None:
         "UPDATE jobs SET state = ?, stage = ?, error = ?, finished_at = ?, updated_at = ?, "
         "lease_owner = NULL, lease_expires = NULL WHERE id = ?",
         (JobState.FAILED, Stage.FAILED, error, now, now, job_id),
+    )
+
+
+def _put_features(
+    db: sqlite3.Connection, job_id: str, features: JobFeatures | None, now: float
+) -> None:
+    if features is None:
+        db.execute("DELETE FROM job_features WHERE job_id = ?", (job_id,))
+        return
+    db.execute(
+        "INSERT INTO job_features (job_id, parameter_set, summary, segments, created_at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET "
+        "parameter_set = excluded.parameter_set, summary = excluded.summary, "
+        "segments = excluded.segments, created_at = excluded.created_at",
+        (
+            job_id,
+            features.parameter_set,
+            summary_to_json(features.summary),
+            features.segments_json,
+            now,
+        ),
     )
 
 

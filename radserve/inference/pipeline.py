@@ -1,9 +1,11 @@
-"""The inference pipeline for one series: selection check, prediction, DICOM results."""
+"""The inference pipeline for one series: selection check, prediction, radiomics, DICOM results."""
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from radserve.dicom_io.algorithm import AlgorithmIdentity
 from radserve.dicom_io.results import ResultSet, build_results
@@ -11,16 +13,36 @@ from radserve.dicom_io.series import ImageSeries
 from radserve.inference.errors import SeriesNotAcceptedError
 from radserve.inference.package import ModelPackage
 from radserve.inference.predictor import Prediction, Predictor
+from radserve.inference.radiomics_step import RadiomicsRunner
+from radserve.radiomics.features import SegmentFeatures
+from radserve.radiomics.sr_features import CODING_SCHEMES, extra_measurements
+from radserve.radiomics.tables import feature_table
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PipelineResult:
-    """A prediction and the DICOM results built from it."""
+    """A prediction, its radiomic features and the DICOM results built from them.
+
+    Attributes:
+        prediction: The label map and the prediction's timings.
+        results: SEG, SR (with the features as measurements) and overlay.
+        features: One entry per segment with voxels; empty without radiomics or findings.
+        parameter_set: Identifier (name and hash) of the radiomics parameter set; ``None``
+            when the pipeline ran without radiomics.
+        radiomics_s: Seconds spent extracting features.
+    """
 
     prediction: Prediction
     results: ResultSet
+    features: tuple[SegmentFeatures, ...] = ()
+    parameter_set: str | None = None
+    radiomics_s: float = 0.0
+
+    def feature_table(self) -> list[dict[str, Any]]:
+        """The features as JSON-ready records (:func:`~radserve.radiomics.tables.feature_table`)."""
+        return feature_table(self.features)
 
 
 def algorithm_identity(package: ModelPackage) -> AlgorithmIdentity:
@@ -44,8 +66,21 @@ def check_selection(series: ImageSeries, package: ModelPackage) -> None:
         raise SeriesNotAcceptedError(f"model {package.manifest.name} does not accept: {reason}")
 
 
-def run_pipeline(series: ImageSeries, predictor: Predictor) -> PipelineResult:
-    """Check, predict and build the SEG, SR and overlay for one series."""
+def run_pipeline(
+    series: ImageSeries, predictor: Predictor, *, radiomics: RadiomicsRunner | None = None
+) -> PipelineResult:
+    """Check, predict, extract radiomic features and build the SEG, SR and overlay.
+
+    Args:
+        series: The series to segment.
+        predictor: The model's predictor.
+        radiomics: The model's radiomics runner; ``None`` for no features. A series
+            without findings gets no features (and an SR saying each segment is absent).
+
+    Raises:
+        SeriesNotAcceptedError: The model's selection rules refuse the series.
+        RadiomicsStepError: Feature extraction failed as a whole.
+    """
     check_selection(series, predictor.package)
     prediction = predictor.predict(series.volume)
     logger.info(
@@ -54,7 +89,30 @@ def run_pipeline(series: ImageSeries, predictor: Predictor) -> PipelineResult:
         prediction.timings.total_s,
         prediction.windows,
     )
+    features: tuple[SegmentFeatures, ...] = ()
+    radiomics_s = 0.0
+    if radiomics is not None:
+        begin = time.perf_counter()
+        features = tuple(radiomics.run(series.volume, prediction.label_map))
+        radiomics_s = time.perf_counter() - begin
+        logger.info(
+            "radiomics (%s): %d features of %d segments in %.2f s",
+            radiomics.parameter_set.identifier,
+            sum(len(s.features) for s in features),
+            len(features),
+            radiomics_s,
+        )
     results = build_results(
-        series, prediction.label_map, algorithm=algorithm_identity(predictor.package)
+        series,
+        prediction.label_map,
+        algorithm=algorithm_identity(predictor.package),
+        extra_measurements=extra_measurements(features),
+        coding_schemes=CODING_SCHEMES,
     )
-    return PipelineResult(prediction=prediction, results=results)
+    return PipelineResult(
+        prediction=prediction,
+        results=results,
+        features=features,
+        parameter_set=radiomics.parameter_set.identifier if radiomics is not None else None,
+        radiomics_s=radiomics_s,
+    )

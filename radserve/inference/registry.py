@@ -9,6 +9,12 @@ and the problem, so that a server never runs with a model half-installed.
 A session already uses every core (or the GPU) for one volume, so concurrent jobs take turns:
 one semaphore over all models admits ``inference_concurrency`` predictions at a time.
 Preprocessing runs inside the turn (it is CPU-heavy too); building the DICOM results does not.
+
+A model whose manifest names a ``radiomics_parameter_set`` also gets a
+:class:`~radserve.inference.radiomics_step.RadiomicsRunner` (unless radiomics is switched
+off): the set is loaded here, so an unknown or invalid set stops the start too. Radiomics
+runs outside the inference turns, on one process pool shared by every model
+(``RadiomicsOptions.workers``), which :meth:`ModelRegistry.close` stops.
 """
 
 from __future__ import annotations
@@ -22,11 +28,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from radserve.dicom_io.volume import Volume
-from radserve.inference.errors import InferenceError, ModelNotFoundError
+from radserve.inference.errors import (
+    InferenceError,
+    InvalidModelPackageError,
+    ModelNotFoundError,
+)
 from radserve.inference.package import ModelPackage, load_model_package
 from radserve.inference.predictor import Prediction, Predictor
+from radserve.inference.radiomics_step import (
+    RadiomicsOptions,
+    RadiomicsPool,
+    RadiomicsRunner,
+    resolve_parameter_set,
+)
 from radserve.inference.runtime import RuntimeSettings
 from radserve.inference.settings import SettingsError
+from radserve.radiomics.errors import ParameterSetError
 
 logger = logging.getLogger(__name__)
 
@@ -52,18 +69,19 @@ class GatedPredictor(Predictor):
         super().__init__(package, runtime=runtime)
         self._gate = gate
 
-    def predict(self, volume: Volume) -> Prediction:
+    def predict(self, volume: Volume, *, deadline: float | None = None) -> Prediction:
         """Segment ``volume`` once a turn is free (see :meth:`Predictor.predict`)."""
         with self._gate:
-            return super().predict(volume)
+            return super().predict(volume, deadline=deadline)
 
 
 @dataclass(frozen=True)
 class RegisteredModel:
-    """A loaded model: its package and its shared predictor."""
+    """A loaded model: its package, its shared predictor and its radiomics (if any)."""
 
     package: ModelPackage
     predictor: Predictor
+    radiomics: RadiomicsRunner | None = None
 
     @property
     def name(self) -> str:
@@ -89,9 +107,11 @@ class ModelRegistry:
         runtime: Providers and thread counts of every session.
         inference_concurrency: Predictions running at once, over all models.
         require_models: Refuse an empty ``models_dir``.
+        radiomics: Whether and where radiomics runs (default: on, in the job's thread).
 
     Raises:
-        ModelRegistryError: A package is invalid, or none is found (with ``require_models``).
+        ModelRegistryError: A package is invalid (its radiomics parameter set included), or
+            none is found (with ``require_models``).
     """
 
     def __init__(
@@ -101,27 +121,32 @@ class ModelRegistry:
         runtime: RuntimeSettings | None = None,
         inference_concurrency: int = 1,
         require_models: bool = True,
+        radiomics: RadiomicsOptions | None = None,
     ) -> None:
         if inference_concurrency < 1:
             raise ValueError("inference_concurrency must be at least 1")
         self.models_dir = Path(models_dir)
         self._gate = threading.BoundedSemaphore(inference_concurrency)
         runtime = runtime or RuntimeSettings()
+        options = radiomics or RadiomicsOptions()
+        self._pool = RadiomicsPool(options.workers) if options.workers > 0 else None
         models: list[RegisteredModel] = []
         for directory in package_directories(self.models_dir):
             try:
                 package = load_model_package(directory)
+                runner = self._radiomics_runner(package, options)
                 predictor = GatedPredictor(package, runtime=runtime, gate=self._gate)
             except InferenceError as exc:
                 raise ModelRegistryError(
                     f"model package {directory} cannot be loaded: {exc}"
                 ) from exc
-            models.append(RegisteredModel(package=package, predictor=predictor))
+            models.append(RegisteredModel(package=package, predictor=predictor, radiomics=runner))
             logger.info(
-                "model %s %s ready on %s",
+                "model %s %s ready on %s%s",
                 package.manifest.name,
                 package.manifest.version,
                 predictor.provider,
+                f", radiomics {runner.parameter_set.identifier}" if runner else "",
             )
         if require_models and not models:
             raise ModelRegistryError(
@@ -130,6 +155,23 @@ class ModelRegistry:
             )
         models.sort(key=lambda m: (m.name, version_key(m.version)))
         self._models = tuple(models)
+
+    def _radiomics_runner(
+        self, package: ModelPackage, options: RadiomicsOptions
+    ) -> RadiomicsRunner | None:
+        reference = package.manifest.radiomics_parameter_set
+        if reference is None or not options.enabled:
+            return None
+        try:
+            parameter_set = resolve_parameter_set(package.directory, reference)
+        except ParameterSetError as exc:
+            raise InvalidModelPackageError(f"radiomics_parameter_set {reference!r}: {exc}") from exc
+        return RadiomicsRunner(parameter_set, pool=self._pool)
+
+    def close(self) -> None:
+        """Stop the radiomics worker processes (the server is stopping)."""
+        if self._pool is not None:
+            self._pool.shutdown()
 
     @property
     def models(self) -> tuple[RegisteredModel, ...]:

@@ -3,10 +3,10 @@
 :func:`build_server` loads every model package (refusing to start on a bad one), opens the
 instance store and the job queue under ``data_dir``, and builds the app with the jobs,
 models and metrics routers. Its :class:`ServerLifecycle` starts the workers, the exporter and
-the router when the app starts (FastAPI lifespan) and stops them, then closes the queue and
-the store, when it shuts down. STOW-RS answers 503 with ``Retry-After`` while the queue holds
-``queue_max_jobs`` queued jobs. ``/readyz`` checks the store, the models, the queue and the
-workers.
+the router when the app starts (FastAPI lifespan) and stops them (and the radiomics worker
+processes), then closes the queue and the store, when it shuts down. STOW-RS answers 503 with
+``Retry-After`` while the queue holds ``queue_max_jobs`` queued jobs. ``/readyz`` checks the
+store, the models, the queue and the workers.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from radserve.inference.api.services import ServerServices
 from radserve.inference.export import Exporter, ExportPolicy
 from radserve.inference.jobs import JobQueue
 from radserve.inference.metrics import ServerMetrics
+from radserve.inference.radiomics_step import RadiomicsOptions
 from radserve.inference.registry import ModelRegistry
 from radserve.inference.routing import ObservedStore, Router
 from radserve.inference.runtime import RuntimeSettings
@@ -114,7 +115,10 @@ class ServerLifecycle:
             self._closed = True
             if self.router is not None:
                 self.router.stop()
-            self.workers.stop(timeout_s=STOP_TIMEOUT_S)
+            if self.workers.stop(timeout_s=STOP_TIMEOUT_S):
+                # The radiomics processes, once no job uses them (a job still busy keeps
+                # them until the process exits; it is re-queued at the next start).
+                self.registry.close()
             self.exporter.stop(timeout_s=STOP_TIMEOUT_S)
             self.queue.close()  # before the store: a late worker cannot record a failure
             self.store.close()
@@ -136,8 +140,10 @@ def build_server(settings: ServerSettings) -> tuple[FastAPI, ServerLifecycle]:
             intra_op_threads=settings.inference_threads,
         ),
         inference_concurrency=settings.inference_concurrency,
+        radiomics=RadiomicsOptions(enabled=settings.radiomics, workers=settings.radiomics_workers),
     )
     with ExitStack() as cleanup:
+        cleanup.callback(registry.close)
         store = ObservedStore(
             settings.data_dir,
             overwrite=settings.overwrite_instances,

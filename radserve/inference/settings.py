@@ -134,6 +134,10 @@ class ServerSettings(BaseSettings):
             attempt.
         export_backoff_max_s: Longest delay between export attempts.
         export_timeout_s: Timeout of one request to a destination or pull source.
+        radiomics: Compute radiomic features (into the SR and the job's feature table) for
+            models whose manifest names a ``radiomics_parameter_set``.
+        radiomics_workers: Worker processes for feature extraction, shared by every model
+            (0: in the job's worker thread); default ``min(2, cores)``.
     """
 
     model_config = SettingsConfigDict(env_prefix="RADSERVE_", extra="forbid", frozen=True)
@@ -164,6 +168,8 @@ class ServerSettings(BaseSettings):
     export_backoff_s: float = Field(default=5.0, gt=0)
     export_backoff_max_s: float = Field(default=600.0, gt=0)
     export_timeout_s: float = Field(default=60.0, gt=0)
+    radiomics: bool = True
+    radiomics_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=0, le=64)
 
     @classmethod
     def settings_customise_sources(

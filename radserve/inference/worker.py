@@ -7,10 +7,14 @@ Per job, in order (each stage recorded on the job with its time):
    A job without a series runs on the study's series that the model accepts (the one with
    most slices when several do).
 2. ``inference``: :func:`~radserve.inference.pipeline.run_pipeline` (selection check,
-   prediction, measurements, SEG + SR + overlay SC) on the model's shared predictor.
+   prediction, radiomic features when the model names a parameter set, measurements,
+   SEG + SR + overlay SC) on the model's shared predictor and radiomics runner. Timings:
+   ``preprocess_s``, ``inference_s``, ``postprocess_s``, ``radiomics_s`` (models with
+   radiomics) and ``results_s``.
 3. ``storing``: the results go into the instance store in one batch, so that QIDO-RS and
    WADO-RS serve them; an instance stored already by an earlier run of the job is kept as it
-   is (its UID is the same by construction).
+   is (its UID is the same by construction). The feature table is recorded with the job in
+   the same transaction as its result UIDs.
 4. Export records are created; :class:`~radserve.inference.export.Exporter` sends them.
 
 Bad input (the series is missing, inconsistent or not accepted) fails the job with the
@@ -23,6 +27,7 @@ jobs back to the queue at the next stage boundary.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 import time
@@ -40,9 +45,10 @@ from radserve.dicom_io.series import image_series_from_instances
 from radserve.dicom_io.store import DuplicateInstanceError, InstanceNotFoundError, InstanceStore
 from radserve.inference.errors import InferenceError, SeriesNotAcceptedError
 from radserve.inference.export import ExportPolicy, pacs_client
+from radserve.inference.job_records import JobFeatures, SegmentFeatureSummary
 from radserve.inference.jobs import Job, JobQueue, JobState, QueueError, ResultInstance, Stage
 from radserve.inference.metrics import ServerMetrics
-from radserve.inference.pipeline import run_pipeline
+from radserve.inference.pipeline import PipelineResult, run_pipeline
 from radserve.inference.registry import ModelRegistry, RegisteredModel
 from radserve.inference.routing import SeriesFacts, mismatch, series_facts
 from radserve.inference.settings import LOCAL_SOURCE, RemoteSettings
@@ -212,16 +218,19 @@ class WorkerPool:
         self._next(job, Stage.INFERENCE, deadline, timings, series_instance_uid=series_uid)
 
         begin = time.perf_counter()
-        result = run_pipeline(series, model.predictor)
+        result = run_pipeline(series, model.predictor, radiomics=model.radiomics)
         total_s = time.perf_counter() - begin
         prediction = result.prediction.timings
         timings.update(
             preprocess_s=prediction.preprocess_s,
             inference_s=prediction.inference_s,
             postprocess_s=prediction.postprocess_s,
-            results_s=max(0.0, total_s - prediction.total_s),
+            results_s=max(0.0, total_s - prediction.total_s - result.radiomics_s),
         )
         self._metrics.stage_seconds.observe(prediction.total_s, stage="inference")
+        if model.radiomics is not None:
+            timings["radiomics_s"] = result.radiomics_s
+            self._metrics.stage_seconds.observe(result.radiomics_s, stage="radiomics")
         self._metrics.stage_seconds.observe(timings["results_s"], stage="results")
         self._metrics.inference_seconds.observe(
             prediction.total_s,
@@ -234,7 +243,9 @@ class WorkerPool:
         begin = time.perf_counter()
         stored = self._store_results(result.results.datasets())
         timings["store_s"] = self._observe("store", begin)
-        after = self._queue.results_stored(job.id, stored, timings_s=timings)
+        after = self._queue.results_stored(
+            job.id, stored, timings_s=timings, features=job_features(result)
+        )
         logger.info("job %s: %d result instances stored", job.id, len(stored))
         if after.state is JobState.DONE:
             self._metrics.jobs_finished.inc(state=JobState.DONE)
@@ -353,6 +364,27 @@ class WorkerPool:
                 logger.info("an instance is stored already with other bytes; kept as it was")
                 continue
             raise failure.error
+
+
+def job_features(result: PipelineResult) -> JobFeatures | None:
+    """What the job records of the pipeline's features (``None`` without radiomics)."""
+    if result.parameter_set is None:
+        return None
+    volumes = {m.label: m.volume_mm3 for m in result.results.measurements}
+    return JobFeatures(
+        parameter_set=result.parameter_set,
+        summary=tuple(
+            SegmentFeatureSummary(
+                label=s.label,
+                segment=s.segment_name,
+                volume_mm3=volumes.get(s.label),
+                feature_count=len(s.features),
+                skipped=tuple((k.name, k.reason) for k in s.skipped),
+            )
+            for s in result.features
+        ),
+        segments_json=json.dumps(result.feature_table(), allow_nan=False),
+    )
 
 
 def _choose(facts: Sequence[SeriesFacts], model: RegisteredModel) -> str:

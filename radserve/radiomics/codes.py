@@ -9,7 +9,11 @@ Every other feature (no IBSI equivalent, or computed on a filtered image, whose 
 chapter 1 does not define) gets a code in radserve's private coding scheme ``99RADSERVE``:
 the code value is ``R`` followed by the first 12 hexadecimal digits (upper case) of the
 SHA-256 of the PyRadiomics feature name, and the code meaning is the feature name itself.
-The code is therefore stable, needs no registry, and anyone can recompute it.
+The code is therefore stable, needs no registry, and anyone can recompute it. An SR that
+uses the scheme identifies it in its Coding Scheme Identification Sequence (0008,0110) with
+:data:`PRIVATE_SCHEME_NAME`, :data:`PRIVATE_SCHEME_VERSION` and
+:data:`PRIVATE_SCHEME_ORGANIZATION` (see :data:`radserve.radiomics.sr_features.CODING_SCHEMES`);
+``IBSI`` is a PS3.16 Table 8-1 scheme and needs no such item.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from radserve.dicom_io.labelmap import Code
 
 IBSI_SCHEME = "IBSI"
 PRIVATE_SCHEME = "99RADSERVE"
-# For the SR's Coding Scheme Identification Sequence (a private scheme must be identified).
+# For the SR's Coding Scheme Identification Sequence (where a private scheme is identified).
 PRIVATE_SCHEME_NAME = "radserve radiomic features"
 PRIVATE_SCHEME_VERSION = "1"
 PRIVATE_SCHEME_ORGANIZATION = "radserve"

@@ -6,17 +6,36 @@ defines it) or its ``99RADSERVE`` code (see :mod:`radserve.radiomics.codes`), th
 UCUM, and the description, written by :func:`~radserve.dicom_io.sr.write_sr` as the
 measurement's Algorithm Parameters, holds the PyRadiomics feature name and the parameter
 set's name and hash: ``original_glcm_Contrast; parameter set default sha256:0123...``.
+
+``99RADSERVE`` is a private scheme, so the SR identifies it in its Coding Scheme
+Identification Sequence (0008,0110): pass :data:`CODING_SCHEMES` to ``write_sr`` (it writes
+the item only when a ``99RADSERVE`` code is used). ``IBSI`` is listed in PS3.16 Table 8-1
+(and so known to validators such as dciodvfy) and needs no item.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from radserve.dicom_io.sr import NumericMeasurement
-from radserve.radiomics.codes import FeatureName
+from radserve.dicom_io.sr import CodingSchemeIdentification, NumericMeasurement
+from radserve.radiomics.codes import (
+    PRIVATE_SCHEME,
+    PRIVATE_SCHEME_NAME,
+    PRIVATE_SCHEME_ORGANIZATION,
+    PRIVATE_SCHEME_VERSION,
+    FeatureName,
+)
 from radserve.radiomics.features import SegmentFeatures
 
 DESCRIPTION_SEPARATOR = "; parameter set "
+PRIVATE_SCHEME_IDENTIFICATION = CodingSchemeIdentification(
+    designator=PRIVATE_SCHEME,
+    name=PRIVATE_SCHEME_NAME,
+    version=PRIVATE_SCHEME_VERSION,
+    responsible_organization=PRIVATE_SCHEME_ORGANIZATION,
+)
+CODING_SCHEMES: tuple[CodingSchemeIdentification, ...] = (PRIVATE_SCHEME_IDENTIFICATION,)
+"""The non-standard coding schemes of feature codes, for ``write_sr(coding_schemes=...)``."""
 
 
 def sr_measurements(

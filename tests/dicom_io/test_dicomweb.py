@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
 from radserve.dicom_io.dicomweb import PacsClient, PacsError
-from radserve.dicom_io.reading import iter_instances
+from radserve.dicom_io.reading import iter_instances, read_instance
 from radserve.dicom_io.series import read_series, volume_from_instances
 from tests.conftest import OrthancServer, _free_port
 
@@ -44,3 +45,26 @@ def test_unknown_series_raises_clear_error(orthanc: OrthancServer) -> None:
     client = PacsClient(orthanc.dicomweb_url)
     with pytest.raises(PacsError, match=r"WADO-RS .* HTTP 404"):
         client.retrieve_series("1.2.3.4", "1.2.3.4.5")
+
+
+def test_files_are_stored_byte_for_byte(orthanc: OrthancServer, demo_study: Path) -> None:
+    paths = sorted((demo_study / "image").glob("*.dcm"))[:3]
+    files = [path.read_bytes() for path in paths]
+    result = PacsClient(orthanc.dicomweb_url).store_files(files)
+    uids = [str(read_instance(path, stop_before_pixels=True).SOPInstanceUID) for path in paths]
+    assert sorted(result.stored_sop_instance_uids) == sorted(uids)
+    assert result.failed_sop_instance_uids == ()
+    for uid, data in zip(uids, files, strict=True):
+        (found,) = httpx.post(
+            f"{orthanc.url}/tools/lookup", content=uid.encode(), timeout=30
+        ).json()
+        stored = httpx.get(f"{orthanc.url}/instances/{found['ID']}/file", timeout=30)
+        assert stored.content == data
+
+
+def test_refused_files_raise_clear_error(orthanc: OrthancServer) -> None:
+    client = PacsClient(orthanc.dicomweb_url)
+    with pytest.raises(PacsError, match=r"STOW-RS .*(failed: HTTP 4\d\d|refused)"):
+        client.store_files([b"not a DICOM file at all" * 10])
+    with pytest.raises(ValueError, match="nothing to store"):
+        client.store_files([])

@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import highdicom as hd
+import httpx
 import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
 from PIL import Image
 from pydicom.dataset import Dataset
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    RLELossless,
+    generate_uid,
+)
 from scipy import ndimage
 
 from radserve.dicom_io.algorithm import AlgorithmIdentity
 from radserve.dicom_io.errors import MaskError
 from radserve.dicom_io.labelmap import LabelMap, SegmentInfo
-from radserve.dicom_io.overlay import SECONDARY_CAPTURE_IMAGE_STORAGE, write_overlay_sc
+from radserve.dicom_io.overlay import (
+    OVERLAY_TRANSFER_SYNTAXES,
+    SECONDARY_CAPTURE_IMAGE_STORAGE,
+    write_overlay_sc,
+)
 from radserve.dicom_io.render import (
     PALETTE,
     REVIEW_WARNING,
@@ -30,6 +44,7 @@ from radserve.dicom_io.render import (
 )
 from radserve.dicom_io.series import ImageSeries, read_image_series
 from radserve.dicom_io.uids import derive_uid
+from tests.conftest import OrthancServer
 
 pytestmark = [pytest.mark.shared_data]
 
@@ -281,3 +296,148 @@ def test_label_map_on_another_grid_is_rejected(source: ImageSeries, labelmap: La
     )
     with pytest.raises(MaskError, match="does not match the image grid"):
         render_slice(source.volume, LabelMap(cropped_volume, labelmap.segments), 0)
+
+
+@pytest.fixture(scope="module")
+def encoded(source: ImageSeries, labelmap: LabelMap) -> dict[str, list[Dataset]]:
+    """The segmented slices in every overlay transfer syntax."""
+    return {
+        uid: write_overlay_sc(
+            source,
+            labelmap,
+            algorithm=ALGORITHM,
+            only_segmented_slices=True,
+            transfer_syntax_uid=uid,
+        )
+        for uid in OVERLAY_TRANSFER_SYNTAXES
+    }
+
+
+def test_default_encoding_is_jpeg_ls_lossless(
+    instances: list[Dataset], labelmap: LabelMap, renderer: SliceRenderer, tmp_path: Path
+) -> None:
+    k = key_slice(labelmap)
+    path = tmp_path / "key.dcm"
+    instances[k].save_as(path, enforce_file_format=True)
+    back = pydicom.dcmread(path)
+    assert back.file_meta.TransferSyntaxUID == JPEGLSLossless
+    assert back["PixelData"].is_undefined_length  # encapsulated
+    assert (back.PhotometricInterpretation, back.SamplesPerPixel) == ("RGB", 3)
+    # The rendered slice compresses well: well under a fifth of its uncompressed size.
+    assert path.stat().st_size < int(np.prod(renderer.shape)) / 5
+    # Lossless: pydicom and highdicom both decode exactly the rendered pixels.
+    rendered = renderer.render(k)
+    assert np.array_equal(back.pixel_array, rendered)
+    assert np.array_equal(hd.imread(str(path)).get_frame(1), rendered)
+
+
+@pytest.mark.parametrize("uid", OVERLAY_TRANSFER_SYNTAXES)
+def test_every_encoding_decodes_to_the_rendered_pixels(
+    encoded: dict[str, list[Dataset]],
+    labelmap: LabelMap,
+    renderer: SliceRenderer,
+    uid: str,
+    tmp_path: Path,
+) -> None:
+    slices = _segmented_slices(labelmap)
+    step = max(1, len(slices) // 3)
+    for k, ds in list(zip(slices, encoded[uid], strict=True))[::step]:
+        assert int(ds.InstanceNumber) == k + 1
+        back, pixels = _read_back(ds, tmp_path / f"{k}.dcm")
+        assert back.file_meta.TransferSyntaxUID == uid
+        assert np.array_equal(pixels, renderer.render(k))
+
+
+def test_encodings_shrink_the_overlay(encoded: dict[str, list[Dataset]]) -> None:
+    sizes = {uid: sum(len(_encode(ds)) for ds in datasets) for uid, datasets in encoded.items()}
+    assert sizes[JPEGLSLossless] < sizes[RLELossless] < sizes[ExplicitVRLittleEndian] / 3
+    assert sizes[JPEGLSLossless] < sizes[ExplicitVRLittleEndian] / 8
+
+
+def test_rle_overlay_passes_dciodvfy(
+    encoded: dict[str, list[Dataset]], tmp_path: Path, dciodvfy: Callable[[Path], Any]
+) -> None:
+    path = tmp_path / "rle.dcm"
+    encoded[RLELossless][0].save_as(path, enforce_file_format=True)
+    report = dciodvfy(path)
+    assert report.errors == [], report.output
+    assert "SCImage" in report.output
+
+
+def test_lossy_or_unknown_encodings_are_refused(source: ImageSeries, labelmap: LabelMap) -> None:
+    for uid in (JPEGBaseline8Bit, "1.2.3"):
+        with pytest.raises(ValueError, match="written in one of"):
+            write_overlay_sc(source, labelmap, algorithm=ALGORITHM, transfer_syntax_uid=uid)
+
+
+@pytest.mark.pacs
+@pytest.mark.parametrize("uid", [JPEGLSLossless, RLELossless])
+def test_orthanc_stores_and_renders_the_compressed_overlay(
+    orthanc: OrthancServer,
+    encoded: dict[str, list[Dataset]],
+    labelmap: LabelMap,
+    renderer: SliceRenderer,
+    uid: str,
+    tmp_path: Path,
+) -> None:
+    k = key_slice(labelmap)
+    ds = pydicom.dcmread(io.BytesIO(_encode(encoded[uid][_segmented_slices(labelmap).index(k)])))
+    # UIDs of its own: Orthanc keeps the first copy of an instance, and the session's Orthanc
+    # also receives the results of other tests (the same model's overlay of the same study).
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    stored = httpx.post(f"{orthanc.url}/instances", content=_encode(ds), timeout=30)
+    assert stored.status_code == 200, stored.text
+    orthanc_id = stored.json()["ID"]
+    syntax = httpx.get(f"{orthanc.url}/instances/{orthanc_id}/metadata/TransferSyntax", timeout=30)
+    assert syntax.text == uid  # stored as sent, not transcoded
+    preview = httpx.get(f"{orthanc.url}/instances/{orthanc_id}/preview", timeout=30)
+    assert preview.status_code == 200
+    assert preview.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(preview.content)) as png:
+        assert np.array_equal(np.asarray(png.convert("RGB")), renderer.render(k))
+
+
+def _encode(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _segmented_slices(labelmap: LabelMap) -> list[int]:
+    return [int(k) for k in np.flatnonzero(labelmap.volume.array.sum(axis=(1, 2)))]
+
+
+def test_outline_of_segments_at_the_image_edge(source: ImageSeries, labelmap: LabelMap) -> None:
+    array = np.zeros_like(labelmap.volume.array)
+    array[5, :10, :20] = 1  # in the top left corner
+    array[5, 50:60, 150:] = 1  # at the right edge, apart from the first
+    edge = LabelMap(labelmap.volume.with_array(array), labelmap.segments)
+    renderer = SliceRenderer(source.volume, edge, legend=False)
+    scale, top = renderer.scale, renderer.image_top_px
+    rows = array.shape[1]
+    image = renderer.render(5)[top : top + rows * scale]
+    is_gtv = np.all(image == GTV_RGB, axis=-1)
+    # The outline is drawn at the zoomed resolution, inside the segment, 2 pixels wide, and
+    # along the image edge too; nothing outside the segments is coloured.
+    zoomed = np.repeat(np.repeat(array[5].astype(bool), scale, axis=0), scale, axis=1)
+    expected = zoomed & ~ndimage.binary_erosion(zoomed, iterations=2, border_value=0)
+    assert np.array_equal(is_gtv, expected)
+    assert is_gtv[0, : 20 * scale].all() and is_gtv[50 * scale : 60 * scale, -1].all()
+    assert not is_gtv[2 : 10 * scale - 2, 2 : 20 * scale - 2].any()
+
+
+def test_instances_share_no_mutable_elements(source: ImageSeries, labelmap: LabelMap) -> None:
+    first, second = write_overlay_sc(
+        source, labelmap, algorithm=ALGORITHM, only_segmented_slices=True
+    )[:2]
+    header = source.headers[0]
+    assert first["PatientID"] is not second["PatientID"]
+    first.PatientID = "changed"
+    first.DeidentificationMethodCodeSequence[0].CodeMeaning = "changed"
+    assert second.PatientID == header.PatientID
+    assert (
+        second.DeidentificationMethodCodeSequence[0].CodeMeaning
+        == header.DeidentificationMethodCodeSequence[0].CodeMeaning
+        != "changed"
+    )

@@ -23,7 +23,13 @@ from radserve.dicom_io.labelmap import ANATOMICAL_STRUCTURE, Code, LabelMap, Seg
 from radserve.dicom_io.measurements import SegmentMeasurements, measure_segments
 from radserve.dicom_io.seg import write_seg
 from radserve.dicom_io.series import ImageSeries, read_image_series
-from radserve.dicom_io.sr import NumericMeasurement, read_sr_measurements, sr_uids, write_sr
+from radserve.dicom_io.sr import (
+    CodingSchemeIdentification,
+    NumericMeasurement,
+    read_sr_measurements,
+    sr_uids,
+    write_sr,
+)
 from tests.conftest import require
 
 ALGORITHM = AlgorithmIdentity(name="sts-ct-gtv", version="1.0.0", model_sha256="ab" * 32)
@@ -35,6 +41,15 @@ SPHERICITY = NumericMeasurement(
     description="original_shape_Sphericity",
 )
 HU_MEAN = "Attenuation Coefficient (Mean)"
+PRIVATE = NumericMeasurement(
+    Code("R0123456789AB", "99TEST", "test feature"),
+    2.5,
+    Code("mm", "UCUM", "millimeter"),
+    description="test_feature",
+)
+TEST_SCHEME = CodingSchemeIdentification(
+    "99TEST", "radserve test scheme", version="2", responsible_organization="radserve tests"
+)
 
 
 @dataclass(frozen=True)
@@ -315,3 +330,44 @@ def test_labelmap_seg_segment_numbers_are_the_labels(case: Case) -> None:
     assert references["GTV"].referenced_segment_numbers == [1]
     assert references["Bone"].referenced_segment_numbers == [3]
     assert references["Bone"].referenced_sop_class_uid == seg.SOPClassUID
+
+
+def test_private_coding_schemes_are_identified_only_when_used(
+    case: Case, dciodvfy: Callable[[Path], Any], demo_study: Path
+) -> None:
+    def write(extras: dict[int, list[NumericMeasurement]]) -> Dataset:
+        return write_sr(
+            case.series,
+            case.seg,
+            case.labelmap,
+            case.measurements,
+            algorithm=ALGORITHM,
+            extra_measurements=extras,
+            coding_schemes=[TEST_SCHEME],
+        )
+
+    assert "CodingSchemeIdentificationSequence" not in write({1: [SPHERICITY]})  # IBSI: PS3.16
+    sr = write({1: [SPHERICITY], 3: [PRIVATE, PRIVATE]})
+    (item,) = sr.CodingSchemeIdentificationSequence
+    assert (
+        item.CodingSchemeDesignator,
+        item.CodingSchemeName,
+        item.CodingSchemeVersion,
+        item.CodingSchemeResponsibleOrganization,
+    ) == ("99TEST", "radserve test scheme", "2", "radserve tests")
+    assert "CodingSchemeRegistry" not in item
+    read = read_sr_measurements(sr)
+    assert read["GTV"]["Sphericity"] == SPHERICITY.value
+    assert (read["Bone"]["test feature"], read["Bone"]["test feature #2"]) == (2.5, 2.5)
+    # The extra items follow the group's own measurements, before the segment reference.
+    groups = hd.sr.Comprehensive3DSR.from_dataset(sr).content
+    bone = groups.get_volumetric_roi_measurement_groups()[1]
+    kinds = [str(item.ValueType) for item in bone[0].ContentSequence]
+    assert kinds[-9:] == ["NUM"] * 7 + ["IMAGE", "UIDREF"]
+    assert bone.referenced_segment.referenced_segment_numbers == [2]
+    path = case.sr_path.with_name("private.dcm")
+    sr.save_as(path, enforce_file_format=True)
+    source_errors = set(dciodvfy(sorted((demo_study / "image").iterdir())[0]).errors)
+    assert [e for e in dciodvfy(path).errors if e not in source_errors] == []
+    with pytest.raises(ValueError, match="registry and uid"):
+        CodingSchemeIdentification("99X", "x", registry="HL7")

@@ -20,6 +20,7 @@ from pydicom.uid import MPEG2MPML
 
 from radserve.dicom_io import store_files
 from radserve.dicom_io.errors import InvalidDicomError, UnsupportedTransferSyntaxError
+from radserve.dicom_io.reading import read_instance
 from radserve.dicom_io.store import (
     DuplicateInstanceError,
     InstanceNotFoundError,
@@ -31,6 +32,7 @@ from radserve.dicom_io.store import (
     StoreError,
     StoreFullError,
 )
+from radserve.dicom_io.store_index import index_rows
 
 STUDY_UID = "1.3.6.1.4.1.14519.5.2.1.5168.1900.190311276211389538203367070477"
 
@@ -357,3 +359,36 @@ def test_concurrent_stores_from_threads(store: InstanceStore, demo_files: list[P
         thread.join()
     assert errors == []
     assert len(store.get_instances(STUDY_UID)) == 49
+
+
+def test_received_header_is_read_like_the_whole_instance(demo_files: list[Path]) -> None:
+    path = demo_files[0]
+    data = path.read_bytes()
+    whole = read_instance(path)
+    file_values: dict[str, str | int] = {"size_bytes": len(data)}
+    file_values.update(dict.fromkeys(("transfer_syntax_uid", "path", "sha256", "stored_at"), "x"))
+    for header in (
+        store_files.read_received(path, size=len(data), max_bytes=len(data), data=data),
+        store_files.read_received(path, size=len(data), max_bytes=len(data)),
+    ):
+        # Uncompressed Pixel Data that ends the file is left unread; the rest is the same.
+        assert "PixelData" not in header and "PixelData" in whole
+        tags = list(header.keys())
+        assert tags == [tag for tag in list(whole.keys()) if tag != 0x7FE00010]
+        assert all(header[tag].value == whole[tag].value for tag in tags)
+        assert header.file_meta == whole.file_meta
+        assert index_rows(header, file_values=file_values) == index_rows(
+            whole, file_values=file_values
+        )
+
+
+def test_bytes_after_the_pixel_data_are_refused_unless_zero_padding(
+    store: InstanceStore, demo_files: list[Path]
+) -> None:
+    data = demo_files[0].read_bytes()
+    with pytest.raises(InvalidDicomError, match="3 bytes after the last complete element"):
+        store.store(data + b"\x01\x02\x03")
+    with pytest.raises(InvalidDicomError, match="truncated"):
+        store.store(data + b"garbage!" * 4)  # read as an element that the file cuts short
+    stored = store.store(data + b"\x00\x00")  # a few zero bytes are tolerated, as before
+    assert stored.created and stored.size_bytes == len(data) + 2

@@ -16,6 +16,14 @@ from onnx import TensorProto, helper, numpy_helper
 Dim = int | str
 
 DYNAMIC: tuple[Dim, ...] = ("N", 1, "D", "H", "W")
+# The radiomics parameter set test manifests name: original image, shape and first order
+# only, written into each package folder by write_package, so that jobs in tests stay quick.
+SMALL_SET_FILE = "small.yaml"
+SMALL_SET: dict[str, Any] = {
+    "imageType": {"Original": {}},
+    "featureClass": {"shape": None, "firstorder": None},
+    "setting": {"binWidth": 25, "voxelArrayShift": 1000, "minimumROIDimensions": 2},
+}
 OPSET = 17
 IR_VERSION = 9
 
@@ -116,7 +124,7 @@ def manifest_dict(model: bytes, **sections: Any) -> dict[str, Any]:
                 "type": {"value": "272673000", "scheme": "SCT", "meaning": "Bone"},
             }
         ],
-        "radiomics_parameter_set": "default",
+        "radiomics_parameter_set": SMALL_SET_FILE,
         "provenance": {
             "training_config_sha256": "0" * 64,
             "dataset": "synthetic test model, no training data",
@@ -140,11 +148,21 @@ def write_package(
     *,
     manifest_text: str | None = None,
 ) -> Path:
-    """Write ``root/models/<name>/<version>/{model.onnx, manifest.yaml}``; return the folder."""
+    """Write ``root/models/<name>/<version>/{model.onnx, manifest.yaml}`` (and
+    :data:`SMALL_SET` as ``small.yaml``); return the folder."""
     manifest = manifest if manifest is not None else manifest_dict(model)
     directory = root / "models" / str(manifest.get("name", "x")) / str(manifest.get("version", "x"))
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "model.onnx").write_bytes(model)
     text = manifest_text if manifest_text is not None else yaml.safe_dump(manifest, sort_keys=False)
     (directory / "manifest.yaml").write_text(text, encoding="utf-8")
+    write_small_set(directory)
     return directory
+
+
+def write_small_set(folder: Path, name: str = SMALL_SET_FILE) -> Path:
+    """Write :data:`SMALL_SET` as ``folder/name``; return the file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(yaml.safe_dump(SMALL_SET, sort_keys=False), encoding="utf-8")
+    return path

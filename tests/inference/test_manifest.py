@@ -46,7 +46,7 @@ def test_valid_manifest_values() -> None:
     assert manifest.output_channels == 2
     assert manifest.labels[0].type.meaning == "Bone"
     assert manifest.provenance.created == datetime(2025, 1, 31, 12, tzinfo=UTC)
-    assert manifest.radiomics_parameter_set == "default"
+    assert manifest.radiomics_parameter_set == "small.yaml"
 
 
 def test_zscore_normalisation_and_case_folding() -> None:

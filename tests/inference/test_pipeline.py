@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from radserve.inference.pipeline import run_pipeline
 from radserve.inference.predictor import Predictor
 from radserve.inference.runtime import CPU, RuntimeSettings
 from tests.inference.onnx_models import manifest_dict, threshold_model, write_package
+from tests.inference.radiomics_sets import bone_package
 
 THRESHOLD_HU = 300.5  # bone; CT values are integers, so never a tie
 WINDOW_HU = (-1000.0, 1000.0)
@@ -79,10 +82,19 @@ def test_infer_command_writes_labelmap_and_valid_dicom(
     out = tmp_path / "out"
     result = CliRunner().invoke(
         app,
-        ["infer", str(demo_study / "image"), "--model", str(directory), "--out", str(out)],
+        [
+            "infer",
+            str(demo_study / "image"),
+            "--model",
+            str(directory),
+            "--out",
+            str(out),
+            "--no-radiomics",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "CPUExecutionProvider" in result.output
+    assert not (out / "features.json").exists() and not (out / "features.csv").exists()
 
     labelmap = read_image_file(out / "labelmap.nii.gz")
     np.testing.assert_array_equal(labelmap.array == 1, series.volume.array > THRESHOLD_HU)
@@ -108,3 +120,31 @@ def test_infer_command_refuses_a_bad_package(tmp_path: Path, demo_study: Path) -
     )
     assert result.exit_code == 2
     assert "sha256" in result.output.lower()
+
+
+def test_infer_command_writes_the_feature_tables(tmp_path: Path, demo_study: Path) -> None:
+    series = read_image_series(demo_study / "image")
+    directory = bone_package(tmp_path, spacing_mm=series.volume.spacing_mm)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["infer", str(demo_study / "image"), "--model", str(directory), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "radiomics small sha256:" in result.output
+    (case,) = json.loads((out / "features.json").read_text())["cases"]
+    (segment,) = case["segments"]
+    assert (segment["label"], segment["segment"], segment["skipped"]) == (1, "Bone", [])
+    values = {f["name"]: f["value"] for f in segment["features"]}
+    assert len(values) == 32
+    with (out / "features.csv").open(newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert (row["Case"], row["Label"], row["Segment"]) == (
+        series.volume.series_instance_uid,
+        "1",
+        "Bone",
+    )
+    assert {name: float(row[name]) for name in values} == values
+    (sr_path,) = (out / "sr").glob("*.dcm")
+    read = read_sr_measurements(sr_path)["Bone"]
+    assert read["Sphericity"] == values["original_shape_Sphericity"]
+    assert read["Volume"] == pytest.approx(values["original_shape_VoxelVolume"])

@@ -26,10 +26,11 @@ from radserve.dicom_io.rtstruct import read_rtstruct
 from radserve.dicom_io.seg import write_seg
 from radserve.dicom_io.series import read_image_series
 from radserve.dicom_io.sr import write_sr
+from radserve.radiomics.codes import PRIVATE_SCHEME, PRIVATE_SCHEME_NAME
 from radserve.radiomics.extract import extract_features
 from radserve.radiomics.features import SegmentFeatures
 from radserve.radiomics.params import load_parameter_set
-from radserve.radiomics.sr_features import extra_measurements, parse_description
+from radserve.radiomics.sr_features import CODING_SCHEMES, extra_measurements, parse_description
 from tests.conftest import require
 
 ALGORITHM = AlgorithmIdentity(name="sts-ct-gtv", version="1.0.0", model_sha256="cd" * 32)
@@ -55,6 +56,7 @@ def written(demo_study: Path, tmp_path_factory: pytest.TempPathFactory) -> Writt
         measure_segments(series.volume, labelmap),
         algorithm=ALGORITHM,
         extra_measurements=extra_measurements([features]),
+        coding_schemes=CODING_SCHEMES,
     )
     path = tmp_path_factory.mktemp("radiomics_sr") / "sr.dcm"
     sr.save_as(path, enforce_file_format=True)
@@ -131,3 +133,14 @@ def test_dciodvfy_reports_no_new_errors(
     assert "Comprehensive3DSR" in report.output
     source_errors = set(dciodvfy(sorted((demo_study / "image").iterdir())[0]).errors)
     assert [e for e in report.errors if e not in source_errors] == []
+
+
+def test_the_private_scheme_is_identified_once(written: Written) -> None:
+    sr = hd.sr.srread(written.sr_path)
+    (item,) = sr.CodingSchemeIdentificationSequence
+    assert (item.CodingSchemeDesignator, item.CodingSchemeName) == (
+        PRIVATE_SCHEME,
+        PRIVATE_SCHEME_NAME,
+    )
+    private = [f for f in written.features.features if f.code.scheme == PRIVATE_SCHEME]
+    assert len(private) == len(written.features.features) - 98

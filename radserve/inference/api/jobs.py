@@ -1,5 +1,5 @@
-"""The jobs API: ``POST /jobs`` (role ``submit``), ``GET /jobs`` and ``GET /jobs/{id}``
-(role ``read``).
+"""The jobs API: ``POST /jobs`` (role ``submit``), ``GET /jobs``, ``GET /jobs/{id}`` and
+``GET /jobs/{id}/features`` (role ``read``).
 
 ``POST /jobs`` takes ``{"study_instance_uid", "series_instance_uid"?, "model", "destinations"?,
 "source"?}``: ``model`` is ``name`` (its newest version) or ``name/version``; ``destinations``
@@ -8,7 +8,17 @@ are names of configured destinations (default: all of them; ``[]`` for none); ``
 It answers 202 with the job and a ``Location`` header, 400 for an unknown destination or
 source, 404 for an unknown model or a study (series) the store does not hold, and 503 with
 ``Retry-After`` when the queue is full. A job shows its state, stage, per-stage timings,
-error, result UIDs and one export record per destination (attempts, last error, next try).
+error, result UIDs, one export record per destination (attempts, last error, next try) and,
+for a model with radiomics, ``radiomics``: the parameter set and per segment its label,
+name, volume, number of features and skipped features.
+
+``GET /jobs/{id}/features`` returns the job's whole feature table: JSON
+(``{"job_id", "parameter_set", "segments": [{label, segment, features: [{name, value,
+ibsi_code, unit, code}], skipped, ...}]}``), or PyRadiomics' batch CSV (one row per
+segment: ``Case`` the job id, ``Image`` the series, ``Mask`` the SEG, then one column per
+feature) with ``?format=csv`` or ``Accept: text/csv``. A job without findings has an empty
+table. 404 for an unknown job and for a job without a feature table (its model computes no
+radiomics, or it has not finished).
 """
 
 from __future__ import annotations
@@ -17,16 +27,21 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from radserve.dicom_io.store import InstanceNotFoundError, InstanceQuery, QueryLevel
 from radserve.inference.api.auth import require_role
 from radserve.inference.api.context import get_context
-from radserve.inference.api.errors import MalformedRequestError, ServiceBusyError
+from radserve.inference.api.errors import (
+    MalformedRequestError,
+    NotAcceptableError,
+    ServiceBusyError,
+)
 from radserve.inference.api.services import get_services
-from radserve.inference.jobs import Job, JobSpec, JobState
+from radserve.inference.jobs import Job, JobFeatures, JobSpec, JobState
+from radserve.inference.radiomics_step import feature_csv
 from radserve.inference.settings import LOCAL_SOURCE, Role
 
 logger = logging.getLogger(__name__)
@@ -36,6 +51,8 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 _UID = r"^[0-9]+(\.[0-9]+)*$"
 _MODEL = r"^[a-z0-9][a-z0-9._-]*(/[0-9A-Za-z.+-]+)?$"
 MAX_LIMIT = 1000
+CSV = "text/csv"
+JSON = "application/json"
 
 
 class JobRequest(BaseModel):
@@ -95,6 +112,26 @@ def job_json(job: Job) -> dict[str, Any]:
                 "delivered_at": _time(e.delivered_at),
             }
             for e in job.exports
+        ],
+        "radiomics": _features_json(job.id, job.features),
+    }
+
+
+def _features_json(job_id: str, features: JobFeatures | None) -> dict[str, Any] | None:
+    if features is None:
+        return None
+    return {
+        "parameter_set": features.parameter_set,
+        "feature_table": f"/jobs/{job_id}/features",
+        "segments": [
+            {
+                "label": s.label,
+                "segment": s.segment,
+                "volume_mm3": s.volume_mm3,
+                "feature_count": s.feature_count,
+                "skipped": [{"name": name, "reason": reason} for name, reason in s.skipped],
+            }
+            for s in features.summary
         ],
     }
 
@@ -176,3 +213,67 @@ def list_jobs(
 def get_job(job_id: str, request: Request) -> dict[str, Any]:
     """A job: state, stage, timings, error, results and exports."""
     return job_json(get_services(request).queue.get(job_id))
+
+
+@router.get(
+    "/{job_id}/features",
+    summary="A job's radiomic feature table (JSON or CSV)",
+    dependencies=[Depends(require_role(Role.READ))],
+    response_model=None,
+)
+def get_job_features(
+    job_id: str,
+    request: Request,
+    format_name: Annotated[str | None, Query(alias="format", pattern="^(json|csv)$")] = None,
+) -> Response:
+    """The job's feature table: JSON, or CSV with ``?format=csv`` or ``Accept: text/csv``."""
+    queue = get_services(request).queue
+    parameter_set, segments = queue.feature_table(job_id)
+    media_type = format_media_type(format_name, request.headers.get("accept"))
+    if media_type == CSV:
+        job = queue.get(job_id)
+        seg = [r.sop_instance_uid for r in job.results if r.kind == "SEG"]
+        text = feature_csv(
+            segments,
+            case=job_id,
+            image=job.spec.series_instance_uid or "",
+            mask=seg[0] if seg else "",
+        )
+        return Response(
+            text,
+            media_type=CSV,
+            headers={"Content-Disposition": f'attachment; filename="{job_id}-features.csv"'},
+        )
+    return JSONResponse({"job_id": job_id, "parameter_set": parameter_set, "segments": segments})
+
+
+def format_media_type(format_name: str | None, accept: str | None) -> str:
+    """JSON or CSV: the ``format`` parameter wins, else the Accept header's preference.
+
+    Raises:
+        NotAcceptableError: Accept lists neither JSON nor CSV (nor a wildcard).
+    """
+    if format_name is not None:
+        return CSV if format_name == "csv" else JSON
+    if not accept:
+        return JSON
+    best: tuple[float, int, str] | None = None
+    for position, part in enumerate(accept.split(",")):
+        media, _, params = part.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        media = media.strip().lower()
+        offered = {JSON: JSON, CSV: CSV, "application/*": JSON, "text/*": CSV, "*/*": JSON}
+        if media in offered and quality > 0:
+            candidate = (quality, -position, offered[media])
+            if best is None or candidate > best:
+                best = candidate
+    if best is None:
+        raise NotAcceptableError(f"the feature table is available as {JSON} or {CSV}")
+    return best[2]

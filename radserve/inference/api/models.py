@@ -1,5 +1,6 @@
-"""``GET /models`` (role ``read``): the loaded model packages and the execution provider each
-session actually uses."""
+"""``GET /models`` (role ``read``): the loaded model packages, the execution provider each
+session actually uses, and the radiomics parameter set each computes (name and sha256;
+``null`` when the model computes no features or radiomics is switched off)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ def model_json(model: RegisteredModel) -> dict[str, Any]:
     """The JSON view of a loaded model."""
     manifest = model.package.manifest
     selection = manifest.input
+    radiomics = None
+    if model.radiomics is not None:
+        parameter_set = model.radiomics.parameter_set
+        radiomics = {
+            "parameter_set": parameter_set.name,
+            "sha256": parameter_set.sha256,
+            "identifier": parameter_set.identifier,
+        }
     return {
         "name": manifest.name,
         "version": manifest.version,
@@ -33,6 +42,7 @@ def model_json(model: RegisteredModel) -> dict[str, Any]:
         "labels": [{"label": spec.label, "name": spec.name} for spec in manifest.labels],
         "intended_use": manifest.provenance.intended_use,
         "validation_metrics": dict(manifest.provenance.validation_metrics),
+        "radiomics": radiomics,
     }
 
 

@@ -11,6 +11,8 @@ import httpx
 import pytest
 
 from radserve.inference.server import ServerLifecycle, build_server
+from radserve.radiomics.params import load_parameter_set
+from tests.inference.onnx_models import SMALL_SET_FILE
 
 from .conftest import (
     DICOM_MULTIPART,
@@ -107,6 +109,7 @@ async def test_post_jobs_checks_everything_before_queueing(
 
     read = await client.get(f"/jobs/{job['id']}", headers=auth("reader"))
     assert read.json()["id"] == job["id"]
+    assert read.json()["radiomics"] is None  # not run yet
     assert (await client.get(f"/jobs/{job['id']}", headers=auth("submitter"))).status_code == 403
     assert (await client.get("/jobs/nope", headers=auth("reader"))).status_code == 404
     listed = await client.get(
@@ -131,7 +134,9 @@ async def test_a_full_queue_answers_503_with_retry_after(
     assert (stow.status_code, stow.headers["Retry-After"]) == (503, "30")
 
 
-async def test_models_metrics_and_readiness(make_client: MakeClient) -> None:
+async def test_models_metrics_and_readiness(
+    make_client: MakeClient, tiny_package: ModelPackageCase
+) -> None:
     client, _ = await make_client()
     [model] = (await client.get("/models", headers=auth("reader"))).json()["models"]
     assert (model["name"], model["version"], model["provider"]) == (
@@ -140,6 +145,12 @@ async def test_models_metrics_and_readiness(make_client: MakeClient) -> None:
         "CPUExecutionProvider",
     )
     assert model["input"]["modalities"] == ["CT"]
+    small = load_parameter_set(tiny_package.directory / SMALL_SET_FILE)
+    assert model["radiomics"] == {
+        "parameter_set": "small",
+        "sha256": small.sha256,
+        "identifier": small.identifier,
+    }
     assert (await client.get("/models", headers=auth("submitter"))).status_code == 403
 
     for who in ("reader", "operator"):

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from radserve.inference.job_records import SegmentFeatureSummary
 from radserve.inference.jobs import (
     ExportState,
+    FeatureTableNotFoundError,
+    JobFeatures,
     JobNotFoundError,
     JobQueue,
     JobSpec,
@@ -155,3 +158,39 @@ def test_submit_unless_exists_and_listing(tmp_path: Path) -> None:
     assert queue.find(state=JobState.FAILED) == []
     with pytest.raises(JobNotFoundError, match="no job with this id"):
         queue.get("nope")
+
+
+def test_a_feature_table_is_stored_with_the_results_and_replaced_by_a_rerun(
+    tmp_path: Path,
+) -> None:
+    queue = _queue(tmp_path)
+    job = queue.submit(JobSpec("1.2", "1.2.5", "bone", "1.0.0"))
+    other = queue.submit(JobSpec("1.2", "1.2.6", "bone", "1.0.0"))
+    with pytest.raises(FeatureTableNotFoundError, match="no feature table"):
+        queue.feature_table(job.id)
+    with pytest.raises(JobNotFoundError, match="no job with this id"):
+        queue.feature_table("nope")
+    features = JobFeatures(
+        parameter_set="small sha256:0123456789abcdef",
+        summary=(
+            SegmentFeatureSummary(1, "GTV", 1234.5, 32),
+            SegmentFeatureSummary(2, "Speck", 0.5, 0, (("*", "too small"),)),
+        ),
+        segments_json='[{"label": 1, "features": []}]',
+    )
+    assert queue.claim() is not None
+    done = queue.results_stored(job.id, RESULTS, timings_s={}, features=features)
+    summary_only = JobFeatures(features.parameter_set, features.summary)
+    assert done.features == summary_only
+    assert queue.feature_table(job.id) == (features.parameter_set, [{"label": 1, "features": []}])
+    listed = {j.id: j.features for j in queue.find()}
+    assert listed == {job.id: summary_only, other.id: None}
+    queue.close()
+
+    queue = _queue(tmp_path)  # durable; a rerun without radiomics drops the table
+    assert queue.get(job.id).features == summary_only
+    queue.results_stored(job.id, RESULTS, timings_s={})
+    assert queue.get(job.id).features is None
+    with pytest.raises(FeatureTableNotFoundError):
+        queue.feature_table(job.id)
+    queue.close()

@@ -6,20 +6,29 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import highdicom as hd
 import pytest
 
 from radserve.dicom_io.seg import read_seg
 from radserve.dicom_io.series import read_image_series
 from radserve.dicom_io.sr import read_sr_measurements
 from radserve.inference.export import ExportPolicy
-from radserve.inference.jobs import Job, JobQueue, JobSpec, JobState
+from radserve.inference.jobs import Job, JobFeatures, JobQueue, JobSpec, JobState
 from radserve.inference.metrics import ServerMetrics
+from radserve.inference.radiomics_step import RadiomicsOptions
 from radserve.inference.registry import ModelRegistry
 from radserve.inference.routing import ObservedStore
 from radserve.inference.runtime import CPU, RuntimeSettings
 from radserve.inference.settings import RemoteSettings
 from radserve.inference.worker import WorkerOptions, WorkerPool
-from tests.inference.onnx_models import manifest_dict, threshold_model, write_package
+from radserve.radiomics.params import load_parameter_set
+from tests.inference.onnx_models import (
+    SMALL_SET_FILE,
+    manifest_dict,
+    threshold_model,
+    write_package,
+)
+from tests.inference.radiomics_sets import bone_package
 
 from .conftest import STUDY_UID, TINY_MODEL, ModelPackageCase, free_port, models_dir_with
 
@@ -33,15 +42,22 @@ def make_pool(
     closing: list[Callable[[], None]] = []
 
     def make(
-        *, models_dir: Path | None = None, timeout_s: float = 600, max_attempts: int = 3
+        *,
+        models_dir: Path | None = None,
+        timeout_s: float = 600,
+        max_attempts: int = 3,
+        radiomics: RadiomicsOptions | None = None,
+        metrics: ServerMetrics | None = None,
     ) -> tuple[WorkerPool, JobQueue, ObservedStore]:
         registry = ModelRegistry(
             models_dir or models_dir_with(tmp_path, tiny_package),
             runtime=RuntimeSettings(providers=(CPU,)),
+            # The tiny package names the full default set; radiomics is tested on its own.
+            radiomics=radiomics or RadiomicsOptions(enabled=False),
         )
         store = ObservedStore(tmp_path / "data")
         queue = JobQueue(tmp_path / "data", lease_s=60, max_attempts=max_attempts)
-        closing.extend([store.close, queue.close])
+        closing.extend([registry.close, store.close, queue.close])
         files = [*sorted((demo_study / "image").glob("*.dcm")), demo_study / "mask" / "RS.dcm"]
         for path in files:
             store.store(path)
@@ -53,7 +69,7 @@ def make_pool(
             options=WorkerOptions(
                 workers=1, job_timeout_s=timeout_s, retry=ExportPolicy(backoff_s=0.05)
             ),
-            metrics=ServerMetrics(),
+            metrics=metrics or ServerMetrics(),
         )
         return pool, queue, store
 
@@ -134,10 +150,67 @@ def test_a_series_without_findings_is_done_with_an_sr_and_a_key_image(
 ) -> None:
     model = threshold_model(2.0)  # above every windowed, normalised value: nothing is found
     write_package(tmp_path / "none", model, manifest_dict(model, name="finds-nothing"))
-    pool, queue, store = make_pool(models_dir=tmp_path / "none" / "models")
+    pool, queue, store = make_pool(
+        models_dir=tmp_path / "none" / "models", radiomics=RadiomicsOptions(workers=0)
+    )
     job = _run(pool, queue, JobSpec(STUDY_UID, None, "finds-nothing", "1.0.0"))
     assert job.state is JobState.DONE, job.error
     assert sorted(r.kind for r in job.results) == ["SC", "SR"]
     [sr] = [r for r in job.results if r.kind == "SR"]
     [stored] = store.get_instances(STUDY_UID, sr.series_instance_uid)
     assert read_sr_measurements(stored.path) == {"Bone": {}}
+    # The model has radiomics (the small set): an empty feature table, no radiomics run.
+    identifier = load_parameter_set(
+        tmp_path / "none" / "models" / "finds-nothing" / "1.0.0" / SMALL_SET_FILE
+    ).identifier
+    assert job.features == JobFeatures(parameter_set=identifier, summary=())
+    assert queue.feature_table(job.id) == (identifier, [])
+    assert "radiomics_s" in job.timings_s
+
+
+def test_a_job_with_radiomics_records_its_feature_table_durably(
+    make_pool: MakePool, tmp_path: Path, demo_study: Path
+) -> None:
+    spacing_mm = read_image_series(demo_study / "image").volume.spacing_mm
+    bone_package(tmp_path / "radiomics", spacing_mm=spacing_mm)
+    metrics = ServerMetrics()
+    pool, queue, store = make_pool(
+        models_dir=tmp_path / "radiomics" / "models",
+        radiomics=RadiomicsOptions(workers=1),  # a real process pool
+        metrics=metrics,
+    )
+    job = _run(pool, queue, JobSpec(STUDY_UID, None, "bone-radiomics", "1.0.0"))
+    assert job.state is JobState.DONE, job.error
+    assert {"inference_s", "radiomics_s", "results_s"} <= set(job.timings_s)
+    assert metrics.stage_seconds.count(stage="radiomics") == 1
+
+    [sr] = [r for r in job.results if r.kind == "SR"]
+    [stored] = store.get_instances(STUDY_UID, sr.series_instance_uid)
+    (group,) = hd.sr.srread(stored.path).content.get_volumetric_roi_measurement_groups()
+    in_sr = {str(m.name.value): m.value for m in group.get_measurements()}
+    assert job.features is not None
+    assert job.features.parameter_set.startswith("small sha256:")
+    (summary,) = job.features.summary
+    assert (summary.label, summary.segment, summary.feature_count, summary.skipped) == (
+        1,
+        "Bone",
+        32,
+        (),
+    )
+    assert summary.volume_mm3 == in_sr["118565006"]  # SCT Volume
+    parameter_set, table = queue.feature_table(job.id)
+    assert parameter_set == job.features.parameter_set
+    (record,) = table
+    assert {f["code"]["value"]: f["value"] for f in record["features"]} == {
+        code: value
+        for code, value in in_sr.items()
+        if code not in ("118565006", "112031")  # volume, HU
+    }
+
+    queue.close()  # the table survives a restart
+    reopened = JobQueue(tmp_path / "data", lease_s=60, max_attempts=3)
+    try:
+        assert reopened.feature_table(job.id) == (parameter_set, table)
+        assert reopened.get(job.id).features == job.features
+    finally:
+        reopened.close()
