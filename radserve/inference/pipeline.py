@@ -67,7 +67,11 @@ def check_selection(series: ImageSeries, package: ModelPackage) -> None:
 
 
 def run_pipeline(
-    series: ImageSeries, predictor: Predictor, *, radiomics: RadiomicsRunner | None = None
+    series: ImageSeries,
+    predictor: Predictor,
+    *,
+    radiomics: RadiomicsRunner | None = None,
+    deadline: float | None = None,
 ) -> PipelineResult:
     """Check, predict, extract radiomic features and build the SEG, SR and overlay.
 
@@ -76,13 +80,16 @@ def run_pipeline(
         predictor: The model's predictor.
         radiomics: The model's radiomics runner; ``None`` for no features. A series
             without findings gets no features (and an SR saying each segment is absent).
+        deadline: A :func:`time.monotonic` time past which the prediction stops (see
+            :meth:`Predictor.predict`).
 
     Raises:
         SeriesNotAcceptedError: The model's selection rules refuse the series.
+        InferenceTimeoutError: ``deadline`` passed during the prediction.
         RadiomicsStepError: Feature extraction failed as a whole.
     """
     check_selection(series, predictor.package)
-    prediction = predictor.predict(series.volume)
+    prediction = predictor.predict(series.volume, deadline=deadline)
     logger.info(
         "prediction on %s in %.2f s (%d windows)",
         prediction.provider,

@@ -218,7 +218,7 @@ class WorkerPool:
         self._next(job, Stage.INFERENCE, deadline, timings, series_instance_uid=series_uid)
 
         begin = time.perf_counter()
-        result = run_pipeline(series, model.predictor, radiomics=model.radiomics)
+        result = run_pipeline(series, model.predictor, radiomics=model.radiomics, deadline=deadline)
         total_s = time.perf_counter() - begin
         prediction = result.prediction.timings
         timings.update(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from radserve.dicom_io.seg import read_seg
 from radserve.dicom_io.series import read_image_series
 from radserve.dicom_io.sr import read_sr_measurements
 from radserve.dicom_io.volume import read_image_file
-from radserve.inference.errors import SeriesNotAcceptedError
+from radserve.inference.errors import InferenceTimeoutError, SeriesNotAcceptedError
 from radserve.inference.package import load_model_package
 from radserve.inference.pipeline import run_pipeline
 from radserve.inference.predictor import Predictor
@@ -72,6 +73,14 @@ def test_series_outside_the_selection_rules_is_refused(tmp_path: Path, demo_stud
     predictor = Predictor(load_model_package(directory), runtime=RuntimeSettings(providers=(CPU,)))
     with pytest.raises(SeriesNotAcceptedError, match="modality 'CT' is not one of"):
         run_pipeline(series, predictor)
+
+
+def test_a_passed_deadline_stops_the_job_in_inference(tmp_path: Path, demo_study: Path) -> None:
+    series = read_image_series(demo_study / "image")
+    directory = _package_dir(tmp_path, series.volume.spacing_mm)
+    predictor = Predictor(load_model_package(directory), runtime=RuntimeSettings(providers=(CPU,)))
+    with pytest.raises(InferenceTimeoutError, match="the job timeout has passed"):
+        run_pipeline(series, predictor, deadline=time.monotonic() - 1.0)
 
 
 def test_infer_command_writes_labelmap_and_valid_dicom(
