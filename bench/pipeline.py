@@ -13,8 +13,13 @@ dicomweb-client) for every STOW-RS:
   read with ``read_instance``, ``image_series_from_instances``, the selection check),
   ``Predictor.predict`` (preprocess, ONNX Runtime sliding window, postprocess; the
   session's runs timed apart as the forward passes), ``measure_segments``, ``write_seg``,
-  ``write_sr``, ``write_overlay_sc``, storing the results in an instance store as the worker
-  does, and the export (read back from the store, STOW-RS to Orthanc, as the exporter does);
+  ``write_sr``, ``write_overlay_sc`` (JPEG-LS, segmented slices), storing the results in an
+  instance store as the worker does, and the export (the stored files sent as they are over
+  STOW-RS to Orthanc, as the exporter does). "radserve, SEG only" is the same path without
+  measurements, SR and overlay: the reference's outputs. Radiomic features, which the
+  reference has no counterpart for, are timed apart, once per case (``radiomics_once``: the
+  manifest's parameter set on the server's default pool of ``min(2, cores)`` processes, and
+  the SR written with the features), and the server runs with radiomics off;
 * reference (``bench/_reference_pipeline.py``): STOW-RS of the study to Orthanc (standing in
   for the gateway that hands a MONAI Deploy app its study), then MONAI transforms, MONAI's
   ``sliding_window_inference`` with the PyTorch network in eager mode, ``Invertd``, a
@@ -82,7 +87,9 @@ from radserve.dicom_io.store import InstanceStore
 from radserve.inference.package import ModelPackage, load_model_package
 from radserve.inference.pipeline import algorithm_identity, check_selection
 from radserve.inference.predictor import Predictor
+from radserve.inference.radiomics_step import RadiomicsPool, RadiomicsRunner, resolve_parameter_set
 from radserve.inference.runtime import CPU, OnnxSession, RuntimeSettings
+from radserve.radiomics.sr_features import CODING_SCHEMES, extra_measurements
 from radserve.training.export import restore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -106,6 +113,8 @@ STAGES = (
 )
 RADSERVE, SEG_ONLY, REFERENCE = "radserve", "radserve, SEG only", "reference"
 SIDES = (RADSERVE, SEG_ONLY, REFERENCE)
+# The server's default radiomics_workers on this machine: min(2, cores).
+RADIOMICS_WORKERS = min(2, os.cpu_count() or 1)
 WEIGHTS_ATOL = 0.02  # max |logit difference| of one patch for "same weights" (export: ~4e-3)
 
 
@@ -140,10 +149,20 @@ class Servers:
     orthanc_url: str
     results_store: InstanceStore
     predictor: Predictor
+    radiomics: RadiomicsRunner
     reference: ReferencePipeline
 
 
 # --- servers ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _radiomics_pool(workers: int) -> Iterator[RadiomicsPool]:
+    pool = RadiomicsPool(workers)
+    try:
+        yield pool
+    finally:
+        pool.shutdown()
 
 
 def _free_port() -> int:
@@ -225,6 +244,7 @@ def radserve_server(
         **os.environ,
         "RADSERVE_DEV_TOKEN": token,
         "RADSERVE_ROUTING_ENABLED": "false",
+        "RADSERVE_RADIOMICS": "false",  # timed on its own (radiomics_once)
         "RADSERVE_WORKERS": "1",
         "RADSERVE_INFERENCE_THREADS": str(threads),
         "RADSERVE_EXECUTION_PROVIDERS": json.dumps([CPU]),
@@ -374,7 +394,7 @@ def run_radserve(folder: Path, servers: Servers, *, seg_only: bool = False) -> R
 
     started = time.perf_counter()
     exported = read_back(servers.results_store, study, results)
-    servers.orthanc.store(exported)
+    servers.orthanc.store_files(exported)
     stages["export"] = _lap(started)
     result_bytes = sum(
         instance.size_bytes
@@ -392,6 +412,49 @@ def run_radserve(folder: Path, servers: Servers, *, seg_only: bool = False) -> R
     )
 
 
+def radiomics_once(source: Path, servers: Servers) -> dict[str, float]:
+    """The radiomics a job adds, timed once on the case's prediction: the features of each
+    segment (on the server's default pool, warmed up), and the SR written with them against
+    the SR without them."""
+    series = read_image_series(source)
+    labelmap = servers.predictor.predict(series.volume).label_map
+    algorithm = algorithm_identity(servers.predictor.package)
+    measurements = measure_segments(series.volume, labelmap)
+    seg = write_seg(series, labelmap, algorithm=algorithm)
+    started = time.perf_counter()
+    features = servers.radiomics.run(series.volume, labelmap)
+    radiomics_s = _lap(started)
+    started = time.perf_counter()
+    plain = write_sr(series, seg, labelmap, measurements, algorithm=algorithm)
+    plain_s = _lap(started)
+    started = time.perf_counter()
+    rich = write_sr(
+        series,
+        seg,
+        labelmap,
+        measurements,
+        algorithm=algorithm,
+        extra_measurements=extra_measurements(features),
+        coding_schemes=CODING_SCHEMES,
+    )
+    rich_s = _lap(started)
+
+    def size(ds: Dataset) -> int:
+        buffer = io.BytesIO()
+        pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+        return len(buffer.getvalue())
+
+    return {
+        "voxels": float(sum(m.voxel_count for m in measurements)),
+        "features": float(sum(len(s.features) for s in features)),
+        "radiomics_s": radiomics_s,
+        "sr_s": plain_s,
+        "sr_with_features_s": rich_s,
+        "sr_kb": size(plain) / 1e3,
+        "sr_with_features_kb": size(rich) / 1e3,
+    }
+
+
 def store_results(store: InstanceStore, datasets: Sequence[Dataset]) -> None:
     """What the worker's storing stage does: one batch, every instance encoded and staged."""
     with store.batch() as batch:
@@ -406,12 +469,12 @@ def store_results(store: InstanceStore, datasets: Sequence[Dataset]) -> None:
         raise RuntimeError(f"{len(outcome.failed)} results were not stored")
 
 
-def read_back(store: InstanceStore, study: str, results: Sequence[Dataset]) -> list[Dataset]:
-    """What the exporter sends: the result instances read back from the store."""
+def read_back(store: InstanceStore, study: str, results: Sequence[Dataset]) -> list[bytes]:
+    """What the exporter sends: the stored files of the result instances, as they are."""
     wanted = {str(ds.SOPInstanceUID) for ds in results}
     series = dict.fromkeys(str(ds.SeriesInstanceUID) for ds in results)
     return [
-        read_instance(instance.path, max_bytes=store.max_instance_bytes)
+        instance.path.read_bytes()
         for uid in series
         for instance in store.get_instances(study, uid)
         if instance.sop_instance_uid in wanted
@@ -466,6 +529,7 @@ class CaseResult:
     dice: float
     server_jobs: list[dict[str, Any]]
     read_image_series_s: float
+    radiomics: dict[str, float]
 
 
 def run_case(
@@ -503,6 +567,9 @@ def run_case(
     jobs = jobs[1:]  # the first job warms up the server's worker
     started = time.perf_counter()
     read_image_series(source)
+    read_s = _lap(started)
+    radiomics_once(source, servers)  # warm-up: starts the pool's processes
+    radiomics = radiomics_once(source, servers)
     return CaseResult(
         name=name,
         instances=instances,
@@ -512,7 +579,8 @@ def run_case(
         stow_cpu_s=stow_cpu,
         dice=dice,
         server_jobs=jobs,
-        read_image_series_s=_lap(started),
+        read_image_series_s=read_s,
+        radiomics=radiomics,
     )
 
 
@@ -756,8 +824,17 @@ def print_case(case: CaseResult, orthanc_version: str) -> dict[str, Any]:
             f"Server job (POST /jobs to exported, {job['results']} results): "
             f"{job['wall_s']:.2f} s; recorded: {timings}"
         )
+    r = case.radiomics
+    print(
+        f"Radiomics, once per case, not in the runs above (parameter set of the manifest, "
+        f"{RADIOMICS_WORKERS} worker processes, warmed up): {r['features']:.0f} features of "
+        f"{r['voxels']:.0f} segmented voxels in {r['radiomics_s']:.2f} s; the SR with them "
+        f"{r['sr_with_features_s']:.2f} s and {r['sr_with_features_kb']:.0f} KB (without: "
+        f"{r['sr_s']:.3f} s, {r['sr_kb']:.0f} KB)"
+    )
     numbers["server_jobs"] = case.server_jobs
     numbers["read_image_series_s"] = case.read_image_series_s
+    numbers["radiomics"] = case.radiomics
     return numbers
 
 
@@ -834,6 +911,12 @@ def main() -> None:
                 orthanc_url=orthanc_url,
                 results_store=results_store,
                 predictor=predictor,
+                radiomics=RadiomicsRunner(
+                    resolve_parameter_set(
+                        package.directory, package.manifest.radiomics_parameter_set or "default"
+                    ),
+                    pool=stack.enter_context(_radiomics_pool(RADIOMICS_WORKERS)),
+                ),
                 reference=reference,
             )
             cases: dict[str, Callable[[], Path]] = {

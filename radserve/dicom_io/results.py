@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.dataset import Dataset
+from pydicom.uid import JPEGLSLossless
 
 from radserve.dicom_io.algorithm import AlgorithmIdentity
 from radserve.dicom_io.labelmap import LabelMap
@@ -79,6 +80,7 @@ def build_results(
     overlay_all_slices: bool = False,
     extra_measurements: Mapping[int, Sequence[NumericMeasurement]] | None = None,
     coding_schemes: Sequence[CodingSchemeIdentification] = (),
+    overlay_transfer_syntax_uid: str = JPEGLSLossless,
 ) -> ResultSet:
     """Measure each segment and write the SEG, SR and overlay SC for a label map.
 
@@ -94,6 +96,8 @@ def build_results(
             ignored for no findings.
         coding_schemes: Identifications of the non-standard coding schemes the extra
             measurements may use (see :func:`~radserve.dicom_io.sr.write_sr`).
+        overlay_transfer_syntax_uid: Transfer syntax of the overlay instances (see
+            :func:`~radserve.dicom_io.overlay.write_overlay_sc`).
     """
     measurements = measure_segments(source.volume, labelmap)
     seg = write_seg(source, labelmap, algorithm=algorithm) if measurements else None
@@ -107,7 +111,11 @@ def build_results(
         coding_schemes=coding_schemes,
     )
     overlay = write_overlay_sc(
-        source, labelmap, algorithm=algorithm, only_segmented_slices=not overlay_all_slices
+        source,
+        labelmap,
+        algorithm=algorithm,
+        only_segmented_slices=not overlay_all_slices,
+        transfer_syntax_uid=overlay_transfer_syntax_uid,
     )
     if seg is None:
         logger.info("results: no findings; SR + %d overlay key image", len(overlay))

@@ -69,8 +69,12 @@ _DERIVATIONS: tuple[tuple[str, PydicomCode], ...] = (
     ("maximum", codes.SCT.Maximum),
     ("std", codes.SCT.StandardDeviation),
 )
+_MEASUREMENT_REPORT = ("DCM", "126000")
 _IMAGING_MEASUREMENTS = ("DCM", "126010")
 _MEASUREMENT_GROUP = ("DCM", "125007")
+_TRACKING_IDENTIFIER = ("DCM", "112039")
+_TRACKING_UID = ("DCM", "112040")
+_DERIVATION = ("DCM", "121401")
 # Patient and study attributes highdicom copies from the first evidence instance.
 _SR_CLASSES: dict[str, type[hd.sr.EnhancedSR | hd.sr.ComprehensiveSR | hd.sr.Comprehensive3DSR]] = {
     "1.2.840.10008.5.1.4.1.1.88.22": hd.sr.EnhancedSR,
@@ -386,27 +390,32 @@ def read_sr_measurements(sr: Dataset | str | Path) -> dict[str, dict[str, float]
     """
     dataset = sr if isinstance(sr, Dataset) else read_instance(Path(sr))
     sop_class_uid = str(dataset.get("SOPClassUID", ""))
-    sr_class = _SR_CLASSES.get(sop_class_uid)
-    if sr_class is None:
+    if sop_class_uid not in _SR_CLASSES:
         raise MeasurementError(f"SOP Class {sop_class_uid} is not an SR class radserve reads")
+    # A direct walk over the content tree: highdicom's parser re-validates every item, which
+    # takes seconds for a report with a thousand radiomic features.
     try:
-        content = sr_class.from_dataset(dataset, copy=True).content
-        if not isinstance(content, hd.sr.MeasurementReport):
+        if _concept(dataset) != _MEASUREMENT_REPORT:
             raise MeasurementError("the SR is not a TID 1500 measurement report")
-        groups = [
-            *content.get_volumetric_roi_measurement_groups(),
-            *content.get_planar_roi_measurement_groups(),
-            *content.get_image_measurement_groups(),
-        ]
         result: dict[str, dict[str, float]] = {}
-        for number, group in enumerate(groups, start=1):
-            name = group.tracking_identifier or group.tracking_uid or f"group {number}"
-            values: dict[str, float] = {}
-            for measurement in group.get_measurements():
-                value = _numeric_value(measurement)
-                if value is not None:
-                    _put_unique(values, _measurement_key(measurement), value)
-            _put_unique(result, str(name), values)
+        number = 0
+        for container in _children(dataset, _IMAGING_MEASUREMENTS):
+            for group in _children(container, _MEASUREMENT_GROUP):
+                number += 1
+                values: dict[str, float] = {}
+                name: str | None = None
+                uid: str | None = None
+                for item in group.get("ContentSequence", []):
+                    concept = _concept(item)
+                    if concept == _TRACKING_IDENTIFIER and item.get("TextValue"):
+                        name = str(item.TextValue)
+                    elif concept == _TRACKING_UID and item.get("UID"):
+                        uid = str(item.UID)
+                    elif item.get("ValueType") == "NUM":
+                        value = _numeric_value(item)
+                        if value is not None:
+                            _put_unique(values, _measurement_key(item), value)
+                _put_unique(result, name or uid or f"group {number}", values)
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
         raise MeasurementError(f"not a readable TID 1500 measurement report: {exc}") from exc
     return result
@@ -535,6 +544,7 @@ def _with_extra_items(sr: Dataset, extra_items: Sequence[Sequence[Dataset]]) -> 
 
 
 def _concept(item: Dataset) -> tuple[str, str]:
+    """(Coding Scheme Designator, Code Value) of an item's concept name; blank if none."""
     concept = item.get("ConceptNameCodeSequence")
     if not concept:
         return ("", "")
@@ -545,18 +555,26 @@ def _coded(code: Code) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(value=code.value, scheme_designator=code.scheme, meaning=code.meaning)
 
 
-def _numeric_value(measurement: hd.sr.Measurement) -> float | None:
-    """The value, or None for a NUM item that has a qualifier instead of a value."""
-    item = measurement[0]
-    if not item.get("MeasuredValueSequence"):
+def _children(item: Dataset, concept: tuple[str, str]) -> list[Dataset]:
+    return [c for c in item.get("ContentSequence", []) if _concept(c) == concept]
+
+
+def _numeric_value(item: Dataset) -> float | None:
+    """The value of a NUM item; None for one that has a qualifier instead of a value."""
+    measured = item.get("MeasuredValueSequence")
+    if not measured:
         return None
-    return float(measurement.value)
+    value = measured[0]
+    if value.get("FloatingPointValue") is not None:
+        return float(value.FloatingPointValue)
+    return float(value.NumericValue)
 
 
-def _measurement_key(measurement: hd.sr.Measurement) -> str:
-    meaning = str(measurement.name.meaning)
-    derivation = measurement.derivation
-    return f"{meaning} ({derivation.meaning})" if derivation is not None else meaning
+def _measurement_key(item: Dataset) -> str:
+    meaning = str(item.ConceptNameCodeSequence[0].CodeMeaning)
+    for modifier in _children(item, _DERIVATION):
+        return f"{meaning} ({modifier.ConceptCodeSequence[0].CodeMeaning})"
+    return meaning
 
 
 def _put_unique(mapping: dict[str, _V], key: str, value: _V) -> None:

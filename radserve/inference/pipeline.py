@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pydicom.uid import JPEGLSLossless
+
 from radserve.dicom_io.algorithm import AlgorithmIdentity
 from radserve.dicom_io.results import ResultSet, build_results
 from radserve.dicom_io.series import ImageSeries
@@ -72,6 +74,7 @@ def run_pipeline(
     *,
     radiomics: RadiomicsRunner | None = None,
     deadline: float | None = None,
+    overlay_transfer_syntax_uid: str = JPEGLSLossless,
 ) -> PipelineResult:
     """Check, predict, extract radiomic features and build the SEG, SR and overlay.
 
@@ -82,6 +85,8 @@ def run_pipeline(
             without findings gets no features (and an SR saying each segment is absent).
         deadline: A :func:`time.monotonic` time past which the prediction stops (see
             :meth:`Predictor.predict`).
+        overlay_transfer_syntax_uid: Transfer syntax of the overlay Secondary Capture
+            instances (see :func:`~radserve.dicom_io.overlay.write_overlay_sc`).
 
     Raises:
         SeriesNotAcceptedError: The model's selection rules refuse the series.
@@ -115,6 +120,7 @@ def run_pipeline(
         algorithm=algorithm_identity(predictor.package),
         extra_measurements=extra_measurements(features),
         coding_schemes=CODING_SCHEMES,
+        overlay_transfer_syntax_uid=overlay_transfer_syntax_uid,
     )
     return PipelineResult(
         prediction=prediction,

@@ -217,7 +217,10 @@ def _assemble(
         store=store,
         pull_sources=settings.pull_sources,
         options=WorkerOptions(
-            workers=settings.workers, job_timeout_s=settings.job_timeout_s, retry=policy
+            workers=settings.workers,
+            job_timeout_s=settings.job_timeout_s,
+            retry=policy,
+            overlay_transfer_syntax_uid=settings.overlay_transfer_syntax_uid,
         ),
         metrics=metrics,
         on_exporting=lambda job: exporter.wake(),

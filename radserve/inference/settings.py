@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -39,6 +39,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
 
 from radserve.inference.errors import InferenceError
 
@@ -102,6 +103,13 @@ class RemoteSettings(BaseModel):
     auth_header: SecretStr | None = None
 
 
+OVERLAY_TRANSFER_SYNTAX_UIDS = {
+    "jpeg-ls": JPEGLSLossless,
+    "rle": RLELossless,
+    "uncompressed": ExplicitVRLittleEndian,
+}
+
+
 class ServerSettings(BaseSettings):
     """Settings of ``radserve serve``; see the module docstring for the sources.
 
@@ -138,6 +146,9 @@ class ServerSettings(BaseSettings):
             models whose manifest names a ``radiomics_parameter_set``.
         radiomics_workers: Worker processes for feature extraction, shared by every model
             (0: in the job's worker thread); default ``min(2, cores)``.
+        overlay_transfer_syntax: Encoding of the overlay Secondary Capture instances, all
+            lossless: ``jpeg-ls`` (smallest; OHIF, Orthanc and current PACS viewers decode
+            it), ``rle`` (decoded by every DICOM toolkit) or ``uncompressed``.
     """
 
     model_config = SettingsConfigDict(env_prefix="RADSERVE_", extra="forbid", frozen=True)
@@ -170,6 +181,12 @@ class ServerSettings(BaseSettings):
     export_timeout_s: float = Field(default=60.0, gt=0)
     radiomics: bool = True
     radiomics_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=0, le=64)
+    overlay_transfer_syntax: Literal["jpeg-ls", "rle", "uncompressed"] = "jpeg-ls"
+
+    @property
+    def overlay_transfer_syntax_uid(self) -> str:
+        """The UID of :attr:`overlay_transfer_syntax`."""
+        return OVERLAY_TRANSFER_SYNTAX_UIDS[self.overlay_transfer_syntax]
 
     @classmethod
     def settings_customise_sources(

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.uid import JPEGLSLossless
 
 from radserve.dicom_io.dicomweb import PacsError
 from radserve.dicom_io.errors import DicomIOError
@@ -76,13 +77,17 @@ class WorkerOptions:
 
     Attributes:
         workers: Worker threads.
-        job_timeout_s: Longest run of one job (checked between stages).
+        job_timeout_s: Longest run of one job (checked between stages and between the
+            sliding window's batches).
         retry: Back-off (for a pull source that is down) and request timeout.
+        overlay_transfer_syntax_uid: Transfer syntax of the overlay Secondary Capture
+            instances (one of :data:`~radserve.dicom_io.overlay.OVERLAY_TRANSFER_SYNTAXES`).
     """
 
     workers: int = 2
     job_timeout_s: float = 3600.0
     retry: ExportPolicy = field(default_factory=ExportPolicy)
+    overlay_transfer_syntax_uid: str = JPEGLSLossless
 
 
 class WorkerPool:
@@ -218,7 +223,13 @@ class WorkerPool:
         self._next(job, Stage.INFERENCE, deadline, timings, series_instance_uid=series_uid)
 
         begin = time.perf_counter()
-        result = run_pipeline(series, model.predictor, radiomics=model.radiomics, deadline=deadline)
+        result = run_pipeline(
+            series,
+            model.predictor,
+            radiomics=model.radiomics,
+            deadline=deadline,
+            overlay_transfer_syntax_uid=self._options.overlay_transfer_syntax_uid,
+        )
         total_s = time.perf_counter() - begin
         prediction = result.prediction.timings
         timings.update(

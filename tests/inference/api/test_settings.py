@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
 
+from radserve.dicom_io.overlay import OVERLAY_TRANSFER_SYNTAXES
 from radserve.inference.settings import (
     Role,
     SettingsError,
@@ -107,6 +109,7 @@ def test_no_token_at_all_is_refused(folders: tuple[Path, Path]) -> None:
             f"tokens:\n  - name: x\n    sha256: {GOOD_HASH}\n    roles: [root]\n",
             "tokens.0.roles",
         ),
+        ("overlay_transfer_syntax: jpeg\n", "overlay_transfer_syntax: Input should be"),
     ],
 )
 def test_bad_yaml_is_refused_clearly(
@@ -116,6 +119,20 @@ def test_bad_yaml_is_refused_clearly(
     config = _yaml(tmp_path, text)
     with pytest.raises(SettingsError, match=message.replace("[", r"\[")):
         load_settings(config, data_dir=data_dir, models_dir=models_dir, dev_token="d" * 40)
+
+
+@pytest.mark.parametrize(
+    ("name", "uid"),
+    [("jpeg-ls", JPEGLSLossless), ("rle", RLELossless), ("uncompressed", ExplicitVRLittleEndian)],
+)
+def test_overlay_transfer_syntax_names_a_lossless_syntax(
+    folders: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, name: str, uid: str
+) -> None:
+    data_dir, models_dir = folders
+    monkeypatch.setenv("RADSERVE_OVERLAY_TRANSFER_SYNTAX", name)
+    settings = load_settings(data_dir=data_dir, models_dir=models_dir, dev_token="d" * 40)
+    assert settings.overlay_transfer_syntax_uid == uid
+    assert uid in OVERLAY_TRANSFER_SYNTAXES
 
 
 def test_missing_config_file(tmp_path: Path) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import highdicom as hd
+import pydicom
 import pytest
+from pydicom.uid import JPEGLSLossless, RLELossless
 
 from radserve.dicom_io.seg import read_seg
 from radserve.dicom_io.series import read_image_series
@@ -48,11 +51,12 @@ def make_pool(
         max_attempts: int = 3,
         radiomics: RadiomicsOptions | None = None,
         metrics: ServerMetrics | None = None,
+        overlay_transfer_syntax_uid: str = JPEGLSLossless,
     ) -> tuple[WorkerPool, JobQueue, ObservedStore]:
         registry = ModelRegistry(
             models_dir or models_dir_with(tmp_path, tiny_package),
             runtime=RuntimeSettings(providers=(CPU,)),
-            # The tiny package names the full default set; radiomics is tested on its own.
+            # Radiomics (the small set of the test packages) is tested on its own.
             radiomics=radiomics or RadiomicsOptions(enabled=False),
         )
         store = ObservedStore(tmp_path / "data")
@@ -67,7 +71,10 @@ def make_pool(
             store=store,
             pull_sources=[RemoteSettings(name="down", url=f"http://127.0.0.1:{free_port()}/x")],
             options=WorkerOptions(
-                workers=1, job_timeout_s=timeout_s, retry=ExportPolicy(backoff_s=0.05)
+                workers=1,
+                job_timeout_s=timeout_s,
+                retry=ExportPolicy(backoff_s=0.05),
+                overlay_transfer_syntax_uid=overlay_transfer_syntax_uid,
             ),
             metrics=metrics or ServerMetrics(),
         )
@@ -97,6 +104,13 @@ def test_a_study_job_runs_on_the_accepted_series_and_stores_its_results(
     [stored] = store.get_instances(STUDY_UID, seg.series_instance_uid)
     labels = read_seg(stored.path, reference=source).volume.array
     assert ((labels == 1) == (source.array > 300.5)).all()
+    overlay = {r.series_instance_uid for r in job.results if r.kind == "SC"}
+    [(syntax, count)] = Counter(
+        str(pydicom.dcmread(i.path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+        for uid in overlay
+        for i in store.get_instances(STUDY_UID, uid)
+    ).items()
+    assert (syntax, count) == (JPEGLSLossless, int((labels == 1).any(axis=(1, 2)).sum()))
     assert not pool.run_next()  # the queue is empty
 
 
@@ -151,7 +165,9 @@ def test_a_series_without_findings_is_done_with_an_sr_and_a_key_image(
     model = threshold_model(2.0)  # above every windowed, normalised value: nothing is found
     write_package(tmp_path / "none", model, manifest_dict(model, name="finds-nothing"))
     pool, queue, store = make_pool(
-        models_dir=tmp_path / "none" / "models", radiomics=RadiomicsOptions(workers=0)
+        models_dir=tmp_path / "none" / "models",
+        radiomics=RadiomicsOptions(workers=0),
+        overlay_transfer_syntax_uid=RLELossless,
     )
     job = _run(pool, queue, JobSpec(STUDY_UID, None, "finds-nothing", "1.0.0"))
     assert job.state is JobState.DONE, job.error
@@ -159,6 +175,9 @@ def test_a_series_without_findings_is_done_with_an_sr_and_a_key_image(
     [sr] = [r for r in job.results if r.kind == "SR"]
     [stored] = store.get_instances(STUDY_UID, sr.series_instance_uid)
     assert read_sr_measurements(stored.path) == {"Bone": {}}
+    [key_image] = [r for r in job.results if r.kind == "SC"]
+    [key_file] = store.get_instances(STUDY_UID, key_image.series_instance_uid)
+    assert pydicom.dcmread(key_file.path).file_meta.TransferSyntaxUID == RLELossless
     # The model has radiomics (the small set): an empty feature table, no radiomics run.
     identifier = load_parameter_set(
         tmp_path / "none" / "models" / "finds-nothing" / "1.0.0" / SMALL_SET_FILE
