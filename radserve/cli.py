@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -148,12 +148,50 @@ def _server_demo(study_dir: Path, out: Path, models_dir: Path) -> None:
             ),
         )
     console.print(table)
+    _print_radiomics(console, result.features, result.features_csv)
     if result.dice_vs_reference is not None:
         console.print(
             f"Dice of the model's mask against the radiologist's contour (RTSTRUCT): "
             f"{result.dice_vs_reference:.3f}"
         )
     console.print(f"SEG and SR: {out}/seg.dcm, {out}/sr.dcm; key slice overlay: {result.png}")
+
+
+# A few radiomic features of the original image to show; the rest are in the table.
+_HEADLINE_FEATURES = (
+    ("original_shape_Sphericity", "sphericity", "{:.3f}"),
+    ("original_shape_Maximum3DDiameter", "max 3D diameter (mm)", "{:.1f}"),
+    ("original_firstorder_Entropy", "entropy", "{:.2f}"),
+    ("original_glcm_Contrast", "GLCM contrast", "{:.2f}"),
+    ("original_glszm_ZoneEntropy", "GLSZM zone entropy", "{:.2f}"),
+)
+
+
+def _print_radiomics(
+    console: Console, segments: list[dict[str, Any]], csv_path: Path | None
+) -> None:
+    from rich.table import Table
+
+    if not segments:
+        return
+    table = Table(title="Radiomic features (a few of them; all are in the SR and the table)")
+    table.add_column("segment")
+    table.add_column("features", justify="right")
+    for _, heading, _ in _HEADLINE_FEATURES:
+        table.add_column(heading, justify="right")
+    for segment in segments:
+        values = {f["name"]: f["value"] for f in segment["features"]}
+        table.add_row(
+            str(segment["segment"]),
+            str(len(values)),
+            *(
+                fmt.format(values[name]) if name in values else "-"
+                for name, _, fmt in _HEADLINE_FEATURES
+            ),
+        )
+    console.print(table)
+    if csv_path is not None:
+        console.print(f"Feature table (PyRadiomics batch CSV): {csv_path}")
 
 
 def _offline_demo(study_dir: Path, out: Path) -> None:

@@ -53,6 +53,8 @@ class ServerDemoResult:
     png: Path
     stow_s: float
     job_s: float
+    features: list[dict[str, Any]]
+    features_csv: Path | None
 
 
 def _free_port() -> int:
@@ -157,7 +159,17 @@ def run_server_demo(
             stow_s = time.monotonic() - started
             with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
                 job = _wait_for_job(client, str(instances[0].StudyInstanceUID), progress, timeout_s)
-            job_s = time.monotonic() - started - stow_s
+                job_s = time.monotonic() - started - stow_s
+                features: list[dict[str, Any]] = []
+                features_csv: Path | None = None
+                if job.get("radiomics"):
+                    table = client.get(f"/jobs/{job['id']}/features")
+                    table.raise_for_status()
+                    features = list(table.json()["segments"])
+                    as_csv = client.get(f"/jobs/{job['id']}/features", params={"format": "csv"})
+                    as_csv.raise_for_status()
+                    features_csv = out_dir / "features.csv"
+                    features_csv.write_text(as_csv.text, encoding="utf-8")
             pacs = PacsClient(f"{server.url}/dicomweb", headers=headers)
             by_kind = {r["kind"]: r for r in job["results"]}
             fetched = {}
@@ -200,4 +212,6 @@ def run_server_demo(
         png=png,
         stow_s=stow_s,
         job_s=job_s,
+        features=features,
+        features_csv=features_csv,
     )

@@ -46,3 +46,11 @@ def test_server_demo_round_trip(tmp_path: Path, demo_study: Path) -> None:
     assert result.dice_vs_reference < 0.1
     assert result.png.exists()
     assert any("server ready" in m for m in messages)
+    # The package names the small parameter set: its features come back in the job's table.
+    [segment] = result.features
+    values = {f["name"]: f["value"] for f in segment["features"]}
+    assert segment["segment"] == "Bone"
+    assert values["original_shape_VoxelVolume"] == pytest.approx(expected.sum() * voxel_mm3)
+    assert result.features_csv is not None
+    header = result.features_csv.read_text().splitlines()[0].split(",")
+    assert "original_shape_VoxelVolume" in header
