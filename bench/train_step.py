@@ -13,7 +13,7 @@
 
 This is a benchmark, not a test: it asserts nothing and prints a Markdown table.
 
-Run: ``.venv/bin/python bench/train_step.py [--package models/sts-ct-gtv/1.0.0]``
+Run: ``.venv/bin/python bench/train_step.py [--package models/sts-ct-gtv/1.1.0]``
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--package", type=Path, default=REPO_ROOT / "models/sts-ct-gtv/1.0.0")
+    parser.add_argument("--package", type=Path, default=REPO_ROOT / "models/sts-ct-gtv/1.1.0")
     parser.add_argument("--checkpoint", type=Path, default=Path("runs/sts-ct-gtv/best.pt"))
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "bench/results/train_step.json")
     args = parser.parse_args()

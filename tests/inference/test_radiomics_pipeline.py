@@ -51,7 +51,7 @@ from tests.dicom_io.test_sr import _tid1500reader
 from tests.inference.onnx_models import SMALL_SET_FILE, write_small_set
 from tests.inference.radiomics_sets import bone_package
 
-REAL_PACKAGE = REPO_ROOT / "models" / "sts-ct-gtv" / "1.0.0"
+REAL_PACKAGE = REPO_ROOT / "models" / "sts-ct-gtv" / "1.1.0"
 CPU_ONLY = RuntimeSettings(providers=(CPU,))
 
 

@@ -2,7 +2,7 @@
 
 The model is a tiny real ONNX model (label 1 where the CT value exceeds 300.5 HU, so its
 mask is known exactly) and, once it exists in the repository, the real
-``models/sts-ct-gtv/1.0.0`` package: tests taking ``model_package`` run once per package.
+``models/sts-ct-gtv/1.1.0`` package: tests taking ``model_package`` run once per package.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tests.inference.onnx_models import manifest_dict, threshold_model, write_pa
 THRESHOLD_HU = 300.5  # CT values are integers: never a tie
 WINDOW_HU = (-1000.0, 1000.0)
 TINY_MODEL = "bone-threshold"
-REAL_PACKAGE = REPO_ROOT / "models" / "sts-ct-gtv" / "1.0.0"
+REAL_PACKAGE = REPO_ROOT / "models" / "sts-ct-gtv" / "1.1.0"
 STUDY_UID = "1.3.6.1.4.1.14519.5.2.1.5168.1900.190311276211389538203367070477"
 BOUNDARY = "radserve-server-test"
 DICOM_MULTIPART = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
@@ -108,7 +108,7 @@ def model_package(
 ) -> ModelPackageCase:
     if request.param == "tiny":
         return tiny_package
-    return ModelPackageCase("sts-ct-gtv", "1.0.0", REAL_PACKAGE, None)
+    return ModelPackageCase("sts-ct-gtv", "1.1.0", REAL_PACKAGE, None)
 
 
 def models_dir_with(root: Path, *packages: ModelPackageCase) -> Path:
