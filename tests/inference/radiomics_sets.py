@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tests.inference.onnx_models import (
     SMALL_SET_FILE,
@@ -23,9 +24,11 @@ def bone_package(
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0),
     radiomics_parameter_set: str | None = SMALL_SET_FILE,
     threshold_hu: float = THRESHOLD_HU,
+    **sections: Any,
 ) -> Path:
     """A threshold model package (label 1 "Bone" above ``threshold_hu``) whose manifest names
-    ``radiomics_parameter_set``, with :data:`SMALL_SET` written into the package folder."""
+    ``radiomics_parameter_set``, with :data:`SMALL_SET` written into the package folder;
+    ``sections`` replace or merge further manifest entries (see ``manifest_dict``)."""
     model = threshold_model((threshold_hu - WINDOW_HU[0]) / (WINDOW_HU[1] - WINDOW_HU[0]))
     manifest = manifest_dict(
         model,
@@ -40,5 +43,6 @@ def bone_package(
         },
         inference={"patch_size": [64, 64, 32], "overlap": 0.25, "batch_size": 2},
         radiomics_parameter_set=radiomics_parameter_set,
+        **sections,
     )
     return write_package(root, model, manifest)

@@ -24,29 +24,11 @@ from radserve.inference.package import load_model_package
 from radserve.inference.pipeline import run_pipeline
 from radserve.inference.predictor import Predictor
 from radserve.inference.runtime import CPU, RuntimeSettings
-from tests.inference.onnx_models import manifest_dict, threshold_model, write_package
-from tests.inference.radiomics_sets import bone_package
-
-THRESHOLD_HU = 300.5  # bone; CT values are integers, so never a tie
-WINDOW_HU = (-1000.0, 1000.0)
+from tests.inference.radiomics_sets import THRESHOLD_HU, bone_package
 
 
 def _package_dir(root: Path, spacing_mm: tuple[float, float, float], **changes: Any) -> Path:
-    model = threshold_model((THRESHOLD_HU - WINDOW_HU[0]) / (WINDOW_HU[1] - WINDOW_HU[0]))
-    manifest = manifest_dict(
-        model,
-        preprocessing={
-            "orientation": "RAS",
-            "target_spacing_mm": list(spacing_mm),
-            "intensity": {
-                "window_hu": list(WINDOW_HU),
-                "normalisation": {"method": "scale_to_unit"},
-            },
-        },
-        inference={"patch_size": [64, 64, 32], "overlap": 0.25, "batch_size": 2},
-        **changes,
-    )
-    return write_package(root, model, manifest)
+    return bone_package(root, name="test-model", spacing_mm=spacing_mm, **changes)
 
 
 def test_pipeline_results_match_the_prediction(tmp_path: Path, demo_study: Path) -> None:

@@ -25,10 +25,8 @@ from radserve.inference.api.app import uvicorn_config
 from radserve.inference.server import ServerLifecycle, build_server
 from radserve.inference.settings import ServerSettings, hash_token, load_settings
 from tests.conftest import REPO_ROOT, run_orthanc
-from tests.inference.onnx_models import manifest_dict, threshold_model, write_package
+from tests.inference.radiomics_sets import THRESHOLD_HU, bone_package
 
-THRESHOLD_HU = 300.5  # CT values are integers: never a tie
-WINDOW_HU = (-1000.0, 1000.0)
 TINY_MODEL = "bone-threshold"
 REAL_PACKAGE = REPO_ROOT / "models" / "sts-ct-gtv" / "1.1.0"
 STUDY_UID = "1.3.6.1.4.1.14519.5.2.1.5168.1900.190311276211389538203367070477"
@@ -77,21 +75,12 @@ def demo_ct_files(demo_study: Path) -> list[Path]:
 @pytest.fixture(scope="session")
 def tiny_package(tmp_path_factory: pytest.TempPathFactory, demo_study: Path) -> ModelPackageCase:
     spacing_mm = read_image_series(demo_study / "image").volume.spacing_mm
-    model = threshold_model((THRESHOLD_HU - WINDOW_HU[0]) / (WINDOW_HU[1] - WINDOW_HU[0]))
-    manifest = manifest_dict(
-        model,
+    directory = bone_package(
+        tmp_path_factory.mktemp("tiny"),
         name=TINY_MODEL,
-        preprocessing={
-            "orientation": "RAS",
-            "target_spacing_mm": list(spacing_mm),
-            "intensity": {
-                "window_hu": list(WINDOW_HU),
-                "normalisation": {"method": "scale_to_unit"},
-            },
-        },
-        inference={"patch_size": [64, 64, 32], "overlap": 0.25, "batch_size": 2},
+        spacing_mm=spacing_mm,
+        threshold_hu=THRESHOLD_HU,
     )
-    directory = write_package(tmp_path_factory.mktemp("tiny"), model, manifest)
     return ModelPackageCase(TINY_MODEL, "1.0.0", directory, THRESHOLD_HU)
 
 
