@@ -16,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -254,6 +256,22 @@ def default_workers() -> int:
 
 def _init_worker() -> None:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(
+            target=_exit_with_parent, args=(parent.sentinel,), name="parent-watch", daemon=True
+        ).start()
+
+
+def _exit_with_parent(sentinel: int) -> None:
+    """Stop this worker when the process that started it is gone.
+
+    A killed server (SIGKILL, out of memory) cannot shut its pool down, and a worker that
+    waits for its next task would otherwise live on, holding memory, until the machine
+    restarts. The sentinel becomes ready when the parent process ends.
+    """
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
 
 
 def _run(
