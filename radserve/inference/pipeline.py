@@ -105,7 +105,7 @@ def run_pipeline(
     radiomics_s = 0.0
     if radiomics is not None:
         begin = time.perf_counter()
-        features = tuple(radiomics.run(series.volume, prediction.label_map))
+        features = tuple(radiomics.run(series.volume, prediction.label_map, deadline=deadline))
         radiomics_s = time.perf_counter() - begin
         logger.info(
             "radiomics (%s): %d features of %d segments in %.2f s",

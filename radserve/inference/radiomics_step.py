@@ -11,9 +11,12 @@ than failing every job. The manifest names a set in one of two ways:
 
 :meth:`RadiomicsRunner.run` extracts every segment that has voxels with ``on_error="skip"``:
 a segment PyRadiomics rejects (one voxel, a flat slab) gets no features and says why, and
-never fails the job. Extraction runs in the caller's thread (``workers`` 0) or on a
-:class:`RadiomicsPool` of worker processes shared by every model; a pool whose worker died
-(out of memory) is replaced, and the job that saw it fails with a clear message.
+never fails the job. Neither does a segment so large that its extraction would hold the job
+for long: after ``timeout_s`` the extraction stops (the pool's running tasks are terminated),
+and the segments that did not finish get no features, with the reason. Extraction runs in
+the caller's thread (``workers`` 0) or on a :class:`RadiomicsPool` of worker processes
+shared by every model; a pool whose worker died (out of memory) is replaced, and the job
+that saw it fails with a clear message.
 
 A job's feature table is :func:`radserve.radiomics.tables.feature_table`;
 :func:`feature_csv` turns it into PyRadiomics' batch CSV.
@@ -25,6 +28,7 @@ import csv
 import io
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -35,8 +39,8 @@ from typing import Any
 from radserve.dicom_io.labelmap import Code, LabelMap
 from radserve.dicom_io.volume import Volume
 from radserve.inference.errors import InferenceError
-from radserve.radiomics.errors import ParameterSetError, RadiomicsError
-from radserve.radiomics.extract import extract_features, process_pool
+from radserve.radiomics.errors import ParameterSetError, RadiomicsError, RadiomicsTimeoutError
+from radserve.radiomics.extract import extract_features, process_pool, stop_pool
 from radserve.radiomics.features import Feature, SegmentFeatures, SkippedFeature
 from radserve.radiomics.params import PARAMETER_SET_DIR, ParameterSet, load_parameter_set
 from radserve.radiomics.tables import CaseFeatures, csv_rows
@@ -57,14 +61,19 @@ class RadiomicsOptions:
     Attributes:
         enabled: Compute features for models whose manifest names a parameter set.
         workers: Worker processes shared by every model (0: in the job's worker thread).
+        timeout_s: Longest extraction per job; ``None`` for no limit. Without a pool it is
+            checked between segments and filtered images only.
     """
 
     enabled: bool = True
     workers: int = 0
+    timeout_s: float | None = 600.0
 
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ValueError("radiomics workers must be 0 or more")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise ValueError("the radiomics timeout must be positive")
 
 
 def resolve_parameter_set(package_dir: Path, reference: str) -> ParameterSet:
@@ -110,11 +119,12 @@ class RadiomicsPool:
             return self._executor
 
     def discard(self, broken: Executor) -> None:
-        """Drop a pool whose worker died; the next :meth:`executor` starts a new one."""
+        """Drop a pool whose worker died, or whose tasks ran out of time (they are
+        terminated); the next :meth:`executor` starts a new one."""
         with self._lock:
             if self._executor is broken:
                 self._executor = None
-        broken.shutdown(wait=False, cancel_futures=True)
+        stop_pool(broken)
 
     def shutdown(self) -> None:
         """Stop the worker processes (at server stop); waits for running extractions."""
@@ -131,16 +141,28 @@ class RadiomicsRunner:
     Args:
         parameter_set: The loaded parameter set.
         pool: Worker processes; ``None`` runs in the calling thread.
+        timeout_s: Longest extraction per call (see :class:`RadiomicsOptions`).
     """
 
-    def __init__(self, parameter_set: ParameterSet, *, pool: RadiomicsPool | None = None) -> None:
+    def __init__(
+        self,
+        parameter_set: ParameterSet,
+        *,
+        pool: RadiomicsPool | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
         self.parameter_set = parameter_set
         self.pool = pool
+        self.timeout_s = timeout_s
 
-    def run(self, volume: Volume, labelmap: LabelMap) -> list[SegmentFeatures]:
+    def run(
+        self, volume: Volume, labelmap: LabelMap, *, deadline: float | None = None
+    ) -> list[SegmentFeatures]:
         """The features of every segment of ``labelmap`` that has voxels (none: ``[]``).
 
-        A segment PyRadiomics rejects is returned without features, with the reason.
+        A segment PyRadiomics rejects is returned without features, with the reason; so is
+        a segment that has not finished after ``timeout_s`` or at ``deadline`` (a
+        :func:`time.monotonic` time, e.g. the job's), whichever comes first.
 
         Raises:
             RadiomicsStepError: The extraction failed as a whole (a worker process died,
@@ -149,6 +171,9 @@ class RadiomicsRunner:
         if not labelmap.present_labels():
             return []
         executor = self.pool.executor() if self.pool is not None else None
+        if self.timeout_s is not None:
+            own_deadline = time.monotonic() + self.timeout_s
+            deadline = own_deadline if deadline is None else min(deadline, own_deadline)
         try:
             return extract_features(
                 volume,
@@ -156,7 +181,12 @@ class RadiomicsRunner:
                 parameter_set=self.parameter_set,
                 executor=executor,
                 on_error="skip",
+                deadline=deadline,
             )
+        except RadiomicsTimeoutError as exc:
+            if self.pool is not None and executor is not None:
+                self.pool.discard(executor)
+            return self._unfinished(labelmap, exc)
         except BrokenProcessPool as exc:
             if self.pool is not None and executor is not None:
                 self.pool.discard(executor)
@@ -165,6 +195,28 @@ class RadiomicsRunner:
             ) from exc
         except RadiomicsError as exc:
             raise RadiomicsStepError(f"radiomics failed: {exc}") from exc
+
+    def _unfinished(
+        self, labelmap: LabelMap, timeout: RadiomicsTimeoutError
+    ) -> list[SegmentFeatures]:
+        limit = f"{self.timeout_s:g} s" if self.timeout_s is not None else "the job's deadline"
+        reason = f"radiomics stopped: not finished within the time limit ({limit})"
+        logger.warning(
+            "radiomics (%s) stopped at its time limit (%s): %d segment(s) without features",
+            self.parameter_set.identifier,
+            limit,
+            len(timeout.unfinished),
+        )
+        names = {segment.label: segment.name for segment in labelmap.segments}
+        by_label = {s.label: s for s in timeout.completed if isinstance(s, SegmentFeatures)}
+        for label in timeout.unfinished:
+            by_label[label] = SegmentFeatures.failed(
+                label=label,
+                segment_name=names[label],
+                parameter_set=self.parameter_set.identifier,
+                reason=reason,
+            )
+        return [by_label[label] for label in sorted(by_label)]
 
 
 # --- the job's feature table ------------------------------------------------------------

@@ -166,7 +166,7 @@ class ModelRegistry:
             parameter_set = resolve_parameter_set(package.directory, reference)
         except ParameterSetError as exc:
             raise InvalidModelPackageError(f"radiomics_parameter_set {reference!r}: {exc}") from exc
-        return RadiomicsRunner(parameter_set, pool=self._pool)
+        return RadiomicsRunner(parameter_set, pool=self._pool, timeout_s=options.timeout_s)
 
     def close(self) -> None:
         """Stop the radiomics worker processes (the server is stopping)."""

@@ -140,7 +140,11 @@ def build_server(settings: ServerSettings) -> tuple[FastAPI, ServerLifecycle]:
             intra_op_threads=settings.inference_threads,
         ),
         inference_concurrency=settings.inference_concurrency,
-        radiomics=RadiomicsOptions(enabled=settings.radiomics, workers=settings.radiomics_workers),
+        radiomics=RadiomicsOptions(
+            enabled=settings.radiomics,
+            workers=settings.radiomics_workers,
+            timeout_s=settings.radiomics_timeout_s,
+        ),
     )
     with ExitStack() as cleanup:
         cleanup.callback(registry.close)

@@ -146,6 +146,9 @@ class ServerSettings(BaseSettings):
             models whose manifest names a ``radiomics_parameter_set``.
         radiomics_workers: Worker processes for feature extraction, shared by every model
             (0: in the job's worker thread); default ``min(2, cores)``.
+        radiomics_timeout_s: Longest feature extraction of one job. Segments not finished
+            by then get no features (the SR and the feature table say why) and the job goes
+            on, so a very large segment cannot hold back its SEG, SR and overlay.
         overlay_transfer_syntax: Encoding of the overlay Secondary Capture instances, all
             lossless: ``jpeg-ls`` (smallest; OHIF, Orthanc and current PACS viewers decode
             it), ``rle`` (decoded by every DICOM toolkit) or ``uncompressed``.
@@ -181,6 +184,7 @@ class ServerSettings(BaseSettings):
     export_timeout_s: float = Field(default=60.0, gt=0)
     radiomics: bool = True
     radiomics_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=0, le=64)
+    radiomics_timeout_s: float = Field(default=600.0, gt=0)
     overlay_transfer_syntax: Literal["jpeg-ls", "rle", "uncompressed"] = "jpeg-ls"
 
     @property

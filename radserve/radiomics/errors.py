@@ -35,3 +35,17 @@ class SegmentTooSmallError(RadiomicsError):
 
 class ExtractionError(RadiomicsError):
     """PyRadiomics failed on a segment for a reason other than its size or geometry."""
+
+
+class RadiomicsTimeoutError(RadiomicsError):
+    """Extraction did not finish before its deadline.
+
+    Attributes:
+        completed: The segments that finished before the deadline, in label order.
+        unfinished: The labels that did not.
+    """
+
+    def __init__(self, message: str, *, completed: list[object], unfinished: list[int]) -> None:
+        super().__init__(message)
+        self.completed = completed
+        self.unfinished = unfinished

@@ -19,8 +19,9 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,6 +43,7 @@ from radserve.radiomics.errors import (
     EmptyMaskError,
     MaskGeometryError,
     RadiomicsError,
+    RadiomicsTimeoutError,
     UnknownLabelError,
 )
 from radserve.radiomics.features import SegmentFeatures
@@ -119,6 +121,7 @@ def extract_features(
     diagnostics: bool = False,
     on_error: OnError = "raise",
     progress: Callable[[SegmentFeatures], None] | None = None,
+    deadline: float | None = None,
 ) -> list[SegmentFeatures]:
     """Extract the radiomic features of each segment of ``labelmap``.
 
@@ -136,6 +139,10 @@ def extract_features(
         on_error: ``"raise"`` (default) stops on a segment PyRadiomics rejects (e.g. one
             voxel); ``"skip"`` returns it without features and with the reason.
         progress: Called with each segment's result as it completes.
+        deadline: A :func:`time.monotonic` time after which extraction stops waiting. On a
+            process pool the wait ends at the deadline (the caller then stops the pool's
+            running tasks, e.g. with :func:`stop_pool`); in this process it is checked
+            between tasks, since a running PyRadiomics call cannot be interrupted.
 
     Returns:
         One :class:`SegmentFeatures` per label, in label order.
@@ -146,6 +153,7 @@ def extract_features(
         EmptyMaskError: The label map, or a requested segment, has no voxel.
         SegmentTooSmallError: PyRadiomics rejects a segment (with ``on_error="raise"``).
         ParameterSetError: Unknown or invalid parameter set.
+        RadiomicsTimeoutError: ``deadline`` passed; it carries the segments that finished.
     """
     if isinstance(parameter_set, str):
         parameter_set = load_parameter_set(parameter_set)
@@ -160,17 +168,26 @@ def extract_features(
     received: dict[int, list[TaskResult]] = {label: [] for label in wanted}
     results: dict[int, SegmentFeatures] = {}
     workers = min(workers, len(wanted) * expected)
-    for task_result in _run(tasks, workers=workers, executor=executor):
-        done = received[task_result.label]
-        done.append(task_result)
-        if len(done) < expected:
-            continue
-        result = _assemble(
-            task_result.label, names[task_result.label], done, parameter_set, image.modality
-        )
-        results[result.label] = result
-        if progress is not None:
-            progress(result)
+    try:
+        for task_result in _run(tasks, workers=workers, executor=executor, deadline=deadline):
+            done = received[task_result.label]
+            done.append(task_result)
+            if len(done) < expected:
+                continue
+            result = _assemble(
+                task_result.label, names[task_result.label], done, parameter_set, image.modality
+            )
+            results[result.label] = result
+            if progress is not None:
+                progress(result)
+    except _DeadlineError:
+        unfinished = [label for label in wanted if label not in results]
+        raise RadiomicsTimeoutError(
+            f"radiomics did not finish in time: {len(unfinished)} of {len(wanted)} segment(s) "
+            "unfinished",
+            completed=[results[label] for label in wanted if label in results],
+            unfinished=unfinished,
+        ) from None
     return [results[label] for label in wanted]
 
 
@@ -274,41 +291,86 @@ def _exit_with_parent(sentinel: int) -> None:
     os._exit(1)
 
 
+class _DeadlineError(Exception):
+    """Extraction's deadline passed (turned into :class:`RadiomicsTimeoutError`)."""
+
+
 def _run(
-    tasks: Iterator[SegmentTask], *, workers: int, executor: Executor | None
+    tasks: Iterator[SegmentTask],
+    *,
+    workers: int,
+    executor: Executor | None,
+    deadline: float | None,
 ) -> Iterator[TaskResult]:
     if executor is None and workers <= 1:
         for task in tasks:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise _DeadlineError
             yield run_task(task)
         return
     own = executor is None
     pool = executor if executor is not None else process_pool(workers)
     limit = 2 * max(workers, getattr(pool, "_max_workers", workers))
+    timed_out = False
     try:
-        yield from bounded_map(pool, run_task, tasks, limit=limit)
+        yield from bounded_map(pool, run_task, tasks, limit=limit, deadline=deadline)
+    except _DeadlineError:
+        timed_out = True
+        raise
     finally:
-        if own:
+        if own and timed_out:
+            stop_pool(pool)
+        elif own:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
 def bounded_map(
-    pool: Executor, function: Callable[[Any], Any], items: Iterator[Any], *, limit: int
+    pool: Executor,
+    function: Callable[[Any], Any],
+    items: Iterator[Any],
+    *,
+    limit: int,
+    deadline: float | None = None,
 ) -> Iterator[Any]:
     """Run ``function`` over ``items`` on ``pool`` with at most ``limit`` items in flight
-    (so memory stays bounded), yielding results as they complete."""
-    from concurrent.futures import FIRST_COMPLETED, wait
+    (so memory stays bounded), yielding results as they complete.
 
+    Raises:
+        _DeadlineError: ``deadline`` (:func:`time.monotonic`) passed; the items not started
+            are cancelled, the running ones are left to the caller.
+    """
     pending: set[Future[Any]] = set()
+
+    def completed() -> set[Future[Any]]:
+        nonlocal pending
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        done, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+        if not done:
+            for future in pending:
+                future.cancel()
+            raise _DeadlineError
+        return done
+
     for item in items:
         pending.add(pool.submit(function, item))
         if len(pending) >= limit:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
+            for future in completed():
                 yield future.result()
     while pending:
-        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-        for future in done:
+        for future in completed():
             yield future.result()
+
+
+def stop_pool(pool: Executor) -> None:
+    """Shut ``pool`` down without waiting, terminating the tasks its processes still run.
+
+    :class:`~concurrent.futures.ProcessPoolExecutor` cannot cancel a running task; its
+    worker processes are terminated instead (the pool cannot be used afterwards).
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
 
 
 def _labels(labelmap: LabelMap, labels: Sequence[int] | None) -> list[int]:

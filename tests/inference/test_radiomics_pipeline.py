@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from radserve.radiomics.codes import (
     PRIVATE_SCHEME_ORGANIZATION,
     PRIVATE_SCHEME_VERSION,
 )
-from radserve.radiomics.errors import ParameterSetError
+from radserve.radiomics.errors import ParameterSetError, RadiomicsTimeoutError
 from radserve.radiomics.extract import extract_features
 from radserve.radiomics.params import ParameterSet, load_parameter_set
 from radserve.radiomics.sr_features import CODING_SCHEMES, extra_measurements, parse_description
@@ -242,3 +243,74 @@ def test_a_pool_whose_worker_died_is_replaced(run: Run) -> None:
         pool.shutdown()
     with pytest.raises(RadiomicsStepError, match="shut down"):
         pool.executor()
+
+
+def _with_speck(label_map: LabelMap) -> LabelMap:
+    """``label_map`` and a second segment: a 3x3x3 cube away from the tumour."""
+    labels = np.asarray(label_map.volume.array).copy()
+    labels[:3, :3, :3] = 2
+    return LabelMap(
+        label_map.volume.with_array(labels), (*label_map.segments, SegmentInfo(2, "Speck"))
+    )
+
+
+def test_extraction_stops_at_its_deadline_and_keeps_what_finished(run: Run) -> None:
+    label_map = _with_speck(run.result.prediction.label_map)
+    deadline = time.monotonic() + 0.05
+
+    def past_the_deadline(_: object) -> None:  # the first segment's result arrives late
+        time.sleep(max(0.0, deadline - time.monotonic()) + 0.01)
+
+    with pytest.raises(RadiomicsTimeoutError, match="1 of 2 segment") as info:
+        extract_features(
+            run.series.volume,
+            label_map,
+            parameter_set=run.parameter_set,
+            deadline=deadline,
+            progress=past_the_deadline,
+        )
+    assert info.value.completed == list(run.result.features)
+    assert info.value.unfinished == [2]
+
+
+def test_a_job_past_the_radiomics_time_limit_goes_on_without_features(run: Run) -> None:
+    pool = RadiomicsPool(1)
+    label_map = _with_speck(run.result.prediction.label_map)
+    try:
+        executor = pool.executor()
+        workers = [executor.submit(os.getpid).result(timeout=120)]
+        # Far too short for the first segment: the running task is terminated.
+        hurried = RadiomicsRunner(run.parameter_set, pool=pool, timeout_s=0.01)
+        features = hurried.run(run.series.volume, label_map)
+        assert [(f.label, f.segment_name, f.features) for f in features] == [
+            (1, "GTV", ()),
+            (2, "Speck", ()),
+        ]
+        for segment in features:
+            (skipped,) = segment.skipped
+            assert skipped.name == "*"
+            assert skipped.reason == (
+                "radiomics stopped: not finished within the time limit (0.01 s)"
+            )
+        deadline = time.monotonic() + 60
+        while any(_process_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_process_alive(pid) for pid in workers), "the stopped task still runs"
+
+        # The next job gets a new pool and its features.
+        assert pool.executor() is not executor
+        patient = RadiomicsRunner(run.parameter_set, pool=pool, timeout_s=600)
+        assert patient.run(run.series.volume, run.result.prediction.label_map) == list(
+            run.result.features
+        )
+    finally:
+        pool.shutdown()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie has finished
+        return stat.read().split(")")[-1].split()[0] != "Z"

@@ -110,6 +110,7 @@ def test_no_token_at_all_is_refused(folders: tuple[Path, Path]) -> None:
             "tokens.0.roles",
         ),
         ("overlay_transfer_syntax: jpeg\n", "overlay_transfer_syntax: Input should be"),
+        ("radiomics_timeout_s: 0\n", "radiomics_timeout_s: Input should be greater than 0"),
     ],
 )
 def test_bad_yaml_is_refused_clearly(
