@@ -51,6 +51,7 @@ from tests.conftest import REPO_ROOT
 from tests.dicom_io.test_sr import _tid1500reader
 from tests.inference.onnx_models import SMALL_SET_FILE, write_small_set
 from tests.inference.radiomics_sets import bone_package
+from tests.processes import process_alive
 
 REAL_PACKAGE = REPO_ROOT / "models" / "sts-ct-gtv" / "1.1.0"
 CPU_ONLY = RuntimeSettings(providers=(CPU,))
@@ -293,9 +294,9 @@ def test_a_job_past_the_radiomics_time_limit_goes_on_without_features(run: Run) 
                 "radiomics stopped: not finished within the time limit (0.01 s)"
             )
         deadline = time.monotonic() + 60
-        while any(_process_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        while any(process_alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not any(_process_alive(pid) for pid in workers), "the stopped task still runs"
+        assert not any(process_alive(pid) for pid in workers), "the stopped task still runs"
 
         # The next job gets a new pool and its features.
         assert pool.executor() is not executor
@@ -305,12 +306,3 @@ def test_a_job_past_the_radiomics_time_limit_goes_on_without_features(run: Run) 
         )
     finally:
         pool.shutdown()
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as stat:  # a zombie has finished
-        return stat.read().split(")")[-1].split()[0] != "Z"

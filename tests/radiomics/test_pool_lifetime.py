@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 
+from tests.processes import child_processes, process_alive
+
 _PARENT = """
 import os, sys, time
 from radserve.radiomics.extract import process_pool
@@ -24,51 +26,23 @@ if __name__ == "__main__":
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped by its new parent) counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (the pool's workers and resource tracker)."""
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().split(")")[-1].split()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            if int(fields[1]) == pid:
-                children.append(int(entry))
-    return children
-
-
 def test_workers_exit_when_the_parent_is_killed() -> None:
     parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True)
     try:
         assert parent.stdout is not None
         answered = {int(pid) for pid in parent.stdout.readline().split()}
-        workers = _children(parent.pid)
+        workers = child_processes(parent.pid)
         assert answered and answered <= set(workers)
-        assert all(_alive(pid) for pid in workers)
+        assert all(process_alive(pid) for pid in workers)
     finally:
         parent.send_signal(signal.SIGKILL)
         parent.wait()
 
     # Generous: the workers react at once; a loaded machine may take a moment to run them.
     deadline = time.monotonic() + 60
-    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+    while any(process_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    survivors = [pid for pid in workers if _alive(pid)]
+    survivors = [pid for pid in workers if process_alive(pid)]
     for pid in survivors:
         os.kill(pid, signal.SIGKILL)
     assert not survivors, f"worker processes {survivors} outlived their killed parent"
