@@ -176,6 +176,11 @@ class ServerMetrics:
         self.jobs_finished = Counter(
             "radserve_jobs_finished_total", "Jobs that reached done or failed since start."
         )
+        self.radiomics_segments_without_features = Counter(
+            "radserve_radiomics_segments_without_features_total",
+            "Segments that got no radiomic features: rejected by PyRadiomics (too small) or "
+            "stopped at radiomics_timeout_s.",
+        )
         self.export_attempts = Counter(
             "radserve_export_attempts_total", "STOW-RS export attempts per destination."
         )
@@ -192,6 +197,7 @@ class ServerMetrics:
             self.stage_seconds,
             self.inference_seconds,
             self.jobs_finished,
+            self.radiomics_segments_without_features,
             self.export_attempts,
             self.export_failures,
         ):

@@ -49,6 +49,24 @@ logger = logging.getLogger(__name__)
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 
+#: How a segment stopped at the radiomics time limit is skipped (followed by the limit).
+TIME_LIMIT_REASON = "radiomics stopped: not finished within the time limit"
+
+
+def without_features(segments: Sequence[SegmentFeatures]) -> dict[str, int]:
+    """How many segments got no features, by cause: ``time_limit`` or ``rejected``."""
+    counts: dict[str, int] = {}
+    for segment in segments:
+        if not segment.features:
+            reasons = [s.reason for s in segment.skipped if s.name == "*"]
+            cause = (
+                "time_limit"
+                if reasons and reasons[0].startswith(TIME_LIMIT_REASON)
+                else ("rejected")
+            )
+            counts[cause] = counts.get(cause, 0) + 1
+    return counts
+
 
 class RadiomicsStepError(InferenceError):
     """Radiomics failed for a job as a whole (not one segment PyRadiomics rejects)."""
@@ -200,7 +218,7 @@ class RadiomicsRunner:
         self, labelmap: LabelMap, timeout: RadiomicsTimeoutError
     ) -> list[SegmentFeatures]:
         limit = f"{self.timeout_s:g} s" if self.timeout_s is not None else "the job's deadline"
-        reason = f"radiomics stopped: not finished within the time limit ({limit})"
+        reason = f"{TIME_LIMIT_REASON} ({limit})"
         logger.warning(
             "radiomics (%s) stopped at its time limit (%s): %d segment(s) without features",
             self.parameter_set.identifier,

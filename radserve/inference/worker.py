@@ -50,6 +50,7 @@ from radserve.inference.job_records import JobFeatures, SegmentFeatureSummary
 from radserve.inference.jobs import Job, JobQueue, JobState, QueueError, ResultInstance, Stage
 from radserve.inference.metrics import ServerMetrics
 from radserve.inference.pipeline import PipelineResult, run_pipeline
+from radserve.inference.radiomics_step import without_features
 from radserve.inference.registry import ModelRegistry, RegisteredModel
 from radserve.inference.routing import SeriesFacts, mismatch, series_facts
 from radserve.inference.settings import LOCAL_SOURCE, RemoteSettings
@@ -242,6 +243,10 @@ class WorkerPool:
         if model.radiomics is not None:
             timings["radiomics_s"] = result.radiomics_s
             self._metrics.stage_seconds.observe(result.radiomics_s, stage="radiomics")
+            for cause, count in without_features(result.features).items():
+                self._metrics.radiomics_segments_without_features.inc(
+                    count, model=model.name, reason=cause
+                )
         self._metrics.stage_seconds.observe(timings["results_s"], stage="results")
         self._metrics.inference_seconds.observe(
             prediction.total_s,

@@ -34,6 +34,7 @@ from radserve.inference.radiomics_step import (
     RadiomicsRunner,
     RadiomicsStepError,
     resolve_parameter_set,
+    without_features,
 )
 from radserve.inference.runtime import CPU, RuntimeSettings
 from radserve.radiomics.codes import (
@@ -180,6 +181,7 @@ def test_a_too_small_segment_is_skipped_not_failed(run: Run) -> None:
     assert [(f.label, len(f.features) > 0) for f in features] == [(1, True), (2, False)]
     (skipped,) = features[1].skipped
     assert skipped.name == "*" and skipped.reason
+    assert without_features(features) == {"rejected": 1}
 
     results = build_results(
         run.series,
@@ -293,6 +295,7 @@ def test_a_job_past_the_radiomics_time_limit_goes_on_without_features(run: Run) 
             assert skipped.reason == (
                 "radiomics stopped: not finished within the time limit (0.01 s)"
             )
+        assert without_features(features) == {"time_limit": 2}
         deadline = time.monotonic() + 60
         while any(process_alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -233,3 +233,38 @@ def test_a_job_with_radiomics_records_its_feature_table_durably(
         assert reopened.get(job.id).features == job.features
     finally:
         reopened.close()
+
+
+def test_radiomics_past_its_time_limit_leaves_the_job_done_without_features(
+    make_pool: MakePool, tmp_path: Path, demo_study: Path
+) -> None:
+    spacing_mm = read_image_series(demo_study / "image").volume.spacing_mm
+    bone_package(tmp_path / "radiomics", spacing_mm=spacing_mm)
+    metrics = ServerMetrics()
+    pool, queue, store = make_pool(
+        models_dir=tmp_path / "radiomics" / "models",
+        radiomics=RadiomicsOptions(workers=1, timeout_s=0.01),  # far too short
+        metrics=metrics,
+    )
+    job = _run(pool, queue, JobSpec(STUDY_UID, None, "bone-radiomics", "1.0.0"))
+    assert job.state is JobState.DONE, job.error
+    assert {r.kind for r in job.results} == {"SC", "SEG", "SR"}
+    assert job.features is not None
+    (summary,) = job.features.summary
+    assert (summary.segment, summary.feature_count) == ("Bone", 0)
+    assert summary.skipped == (
+        ("*", "radiomics stopped: not finished within the time limit (0.01 s)"),
+    )
+    [sr] = [r for r in job.results if r.kind == "SR"]
+    [stored] = store.get_instances(STUDY_UID, sr.series_instance_uid)
+    assert set(read_sr_measurements(stored.path)["Bone"]) == {
+        "Volume",
+        *(f"Attenuation Coefficient ({d})" for d in ("Mean", "Minimum", "Maximum")),
+        "Attenuation Coefficient (Standard Deviation)",
+    }
+    assert (
+        metrics.radiomics_segments_without_features.value(
+            model="bone-radiomics", reason="time_limit"
+        )
+        == 1
+    )
