@@ -187,16 +187,27 @@ def test_a_series_without_findings_is_done_with_an_sr_and_a_key_image(
     assert "radiomics_s" in job.timings_s
 
 
-def test_a_job_with_radiomics_records_its_feature_table_durably(
-    make_pool: MakePool, tmp_path: Path, demo_study: Path
-) -> None:
+def _bone_radiomics_pool(
+    make_pool: MakePool, tmp_path: Path, demo_study: Path, radiomics: RadiomicsOptions
+) -> tuple[WorkerPool, JobQueue, ObservedStore, ServerMetrics]:
+    """Workers running the bone-threshold model with the small radiomics set."""
     spacing_mm = read_image_series(demo_study / "image").volume.spacing_mm
     bone_package(tmp_path / "radiomics", spacing_mm=spacing_mm)
     metrics = ServerMetrics()
     pool, queue, store = make_pool(
-        models_dir=tmp_path / "radiomics" / "models",
-        radiomics=RadiomicsOptions(workers=1),  # a real process pool
-        metrics=metrics,
+        models_dir=tmp_path / "radiomics" / "models", radiomics=radiomics, metrics=metrics
+    )
+    return pool, queue, store, metrics
+
+
+def test_a_job_with_radiomics_records_its_feature_table_durably(
+    make_pool: MakePool, tmp_path: Path, demo_study: Path
+) -> None:
+    pool, queue, store, metrics = _bone_radiomics_pool(
+        make_pool,
+        tmp_path,
+        demo_study,
+        RadiomicsOptions(workers=1),  # a real process pool
     )
     job = _run(pool, queue, JobSpec(STUDY_UID, None, "bone-radiomics", "1.0.0"))
     assert job.state is JobState.DONE, job.error
@@ -238,13 +249,11 @@ def test_a_job_with_radiomics_records_its_feature_table_durably(
 def test_radiomics_past_its_time_limit_leaves_the_job_done_without_features(
     make_pool: MakePool, tmp_path: Path, demo_study: Path
 ) -> None:
-    spacing_mm = read_image_series(demo_study / "image").volume.spacing_mm
-    bone_package(tmp_path / "radiomics", spacing_mm=spacing_mm)
-    metrics = ServerMetrics()
-    pool, queue, store = make_pool(
-        models_dir=tmp_path / "radiomics" / "models",
-        radiomics=RadiomicsOptions(workers=1, timeout_s=0.01),  # far too short
-        metrics=metrics,
+    pool, queue, store, metrics = _bone_radiomics_pool(
+        make_pool,
+        tmp_path,
+        demo_study,
+        RadiomicsOptions(workers=1, timeout_s=0.01),  # too short
     )
     job = _run(pool, queue, JobSpec(STUDY_UID, None, "bone-radiomics", "1.0.0"))
     assert job.state is JobState.DONE, job.error
