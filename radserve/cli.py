@@ -470,6 +470,29 @@ def evaluate(
 
 
 @app.command()
+def compare(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Training run folders (each config's output_dir).")
+    ],
+    cases: Annotated[
+        bool, typer.Option("--cases", help="Also show each validation case's Dice.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the comparison as JSON.")
+    ] = None,
+) -> None:
+    """Compare training runs: best validation Dice, configuration differences, per-case Dice."""
+    from radserve.training.commands import compare_command
+    from radserve.training.errors import TrainingError
+
+    try:
+        compare_command(runs, cases=cases, out=out)
+    except TrainingError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+
+
+@app.command()
 def extract(
     image: Annotated[
         Path | None, typer.Option(help="DICOM series folder, or NIfTI / NRRD image.")

@@ -1,4 +1,4 @@
-"""The bodies of the ``radserve train``, ``export`` and ``evaluate`` commands.
+"""The bodies of the ``radserve train``, ``export``, ``evaluate`` and ``compare`` commands.
 
 Each raises :class:`~radserve.training.errors.TrainingError` (or the inference package's
 errors for an unloadable model package) with a message fit for the terminal; the CLI turns
@@ -13,6 +13,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from radserve.training.compare import RunSummary, config_differences, read_run
+from radserve.training.compare import write_json as write_runs_json
 from radserve.training.config import load_config
 from radserve.training.evaluate import Evaluation, evaluate_datalist, write_json
 from radserve.training.export import ExportResult, export_package
@@ -63,6 +65,53 @@ def evaluate_command(model_dir: Path, datalist: Path, out: Path | None) -> Evalu
     if out is not None:
         write_json(evaluation, out)
     return evaluation
+
+
+def compare_command(runs: list[Path], *, cases: bool, out: Path | None) -> list[RunSummary]:
+    """Print how the runs in ``runs`` validated, what differs in their configurations and,
+    with ``cases``, each validation case's Dice at each run's best epoch."""
+    summaries = [read_run(run) for run in runs]
+    console = Console()
+    table = Table(title=f"{len(summaries)} training run(s)")
+    table.add_column("run", no_wrap=True)
+    for column in ("best Dice", "at epoch", "last Dice", "epochs", "time (min)"):
+        table.add_column(column, justify="right")
+    top = max((s.best_dice for s in summaries if s.best_dice is not None), default=None)
+    for s in summaries:
+        best = _fmt(s.best_dice, 3)
+        configured = f"/{s.epochs_configured}" if s.epochs_configured is not None else ""
+        table.add_row(
+            str(s.directory),
+            f"[bold]{best}[/bold]" if s.best_dice is not None and s.best_dice == top else best,
+            _fmt(s.best_epoch, 0),
+            _fmt(s.last_dice, 3),
+            f"{s.epochs_run}{configured}",
+            f"{s.train_s / 60:.1f}",
+        )
+    console.print(table)
+
+    differences = config_differences(summaries)
+    if len(summaries) > 1:
+        changed = Table(title="configuration differences" if differences else "same configuration")
+        changed.add_column("key", no_wrap=True)
+        for s in summaries:
+            changed.add_column(s.name)
+        for key, values in differences:
+            changed.add_row(key, *("-" if v is None else str(v) for v in values))
+        console.print(changed)
+
+    if cases:
+        names = sorted({case for s in summaries for case in s.case_dice})
+        per_case = Table(title="validation Dice per case, at each run's best epoch")
+        per_case.add_column("case")
+        for s in summaries:
+            per_case.add_column(s.name, justify="right")
+        for case in names:
+            per_case.add_row(case, *(_fmt(s.case_dice.get(case), 3) for s in summaries))
+        console.print(per_case)
+    if out is not None:
+        write_runs_json(summaries, out)
+    return summaries
 
 
 def _fmt(value: float | int | None, digits: int = 1) -> str:

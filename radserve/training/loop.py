@@ -45,7 +45,7 @@ from radserve.training.transforms import (
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "radserve-training-checkpoint/1"
-LAST, BEST, METRICS = "last.pt", "best.pt", "metrics.jsonl"
+LAST, BEST, METRICS, CONFIG = "last.pt", "best.pt", "metrics.jsonl", "config.yaml"
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class TrainResult:
     """What a training run produced.
 
     Attributes:
-        output_dir: Folder with the checkpoints and ``metrics.jsonl``.
+        output_dir: Folder with the checkpoints, ``metrics.jsonl`` and ``config.yaml``.
         best_checkpoint: ``best.pt``.
         best_dice: Best mean validation Dice.
         best_epoch: Epoch (1-based) of the best Dice.
@@ -179,6 +179,7 @@ def train(loaded: LoadedConfig, *, resume: bool = False) -> TrainResult:
     device = pick_device(config)
     output_dir = loaded.resolve(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    _write_config(output_dir / CONFIG, loaded)
 
     training_cases, validation_cases = load_split_cases(loaded)
     logger.info(
@@ -349,6 +350,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path} is not a radserve training checkpoint")
     return checkpoint
+
+
+def _write_config(path: Path, loaded: LoadedConfig) -> None:
+    """The run's configuration after overrides, for ``radserve compare`` and for people."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(loaded.text, encoding="utf-8")
+    partial.replace(path)
 
 
 def _save(
