@@ -29,6 +29,7 @@ import SimpleITK as sitk
 from radserve.radiomics.cropping import CropPlan, Region
 from radserve.radiomics.errors import ExtractionError, MaskGeometryError, SegmentTooSmallError
 from radserve.radiomics.params import ParameterSet
+from radserve.radiomics.shape_mesh import fast_shape
 
 logger = logging.getLogger(__name__)
 
@@ -301,7 +302,8 @@ def _shape_class(
     proxy = SimpleNamespace(enabledFeatures={name: names})
     with _capture() as records:
         try:
-            values = RadiomicsFeatureExtractor.computeShape(proxy, image, mask, box, **settings)
+            with fast_shape():
+                values = RadiomicsFeatureExtractor.computeShape(proxy, image, mask, box, **settings)
         except Exception as exc:  # PyRadiomics raises bare Exceptions from its C code
             reason = f"{type(exc).__name__}: {exc}"
             result.skipped.append((f"original_{name}_*", reason))
