@@ -20,7 +20,8 @@ import highdicom as hd
 import pytest
 from pydicom.dataset import Dataset
 
-from radserve.dicom_io.algorithm import AlgorithmIdentity
+import radserve
+from radserve.dicom_io.algorithm import MANUFACTURER, AlgorithmIdentity
 from radserve.dicom_io.measurements import measure_segments
 from radserve.dicom_io.rtstruct import read_rtstruct
 from radserve.dicom_io.seg import write_seg
@@ -144,3 +145,31 @@ def test_the_private_scheme_is_identified_once(written: Written) -> None:
     )
     private = [f for f in written.features.features if f.code.scheme == PRIVATE_SCHEME]
     assert len(private) == len(written.features.features) - 98
+
+
+def _feature_items(item: Dataset) -> list[Dataset]:
+    """The NUM items with algorithm parameters anywhere under ``item``, in document order."""
+    found = []
+    for child in item.get("ContentSequence", []):
+        if child.ValueType == "NUM" and _algorithm_parameters([child]):
+            found.append(child)
+        found.extend(_feature_items(child))
+    return found
+
+
+def test_the_feature_items_are_those_highdicom_builds(written: Written) -> None:
+    """The NUM items are built directly (for speed); element for element they are what
+    ``hd.sr.Measurement`` with an ``AlgorithmIdentification`` makes."""
+    (extras,) = extra_measurements([written.features]).values()
+    built = _feature_items(written.sr)
+    assert len(built) == len(extras) == 1130
+    for item, extra in zip(built, extras, strict=True):
+        (expected,) = hd.sr.Measurement(
+            name=hd.sr.CodedConcept(extra.name.value, extra.name.scheme, extra.name.meaning),
+            value=extra.value,
+            unit=hd.sr.CodedConcept(extra.unit.value, extra.unit.scheme, extra.unit.meaning),
+            algorithm_id=hd.sr.AlgorithmIdentification(
+                name=MANUFACTURER, version=radserve.__version__, parameters=[extra.description]
+            ),
+        )
+        assert Dataset(item) == Dataset(expected), extra.description
