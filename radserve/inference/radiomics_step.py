@@ -57,14 +57,13 @@ def without_features(segments: Sequence[SegmentFeatures]) -> dict[str, int]:
     """How many segments got no features, by cause: ``time_limit`` or ``rejected``."""
     counts: dict[str, int] = {}
     for segment in segments:
-        if not segment.features:
-            reasons = [s.reason for s in segment.skipped if s.name == "*"]
-            cause = (
-                "time_limit"
-                if reasons and reasons[0].startswith(TIME_LIMIT_REASON)
-                else ("rejected")
-            )
-            counts[cause] = counts.get(cause, 0) + 1
+        if segment.features:
+            continue
+        stopped = any(
+            s.name == "*" and s.reason.startswith(TIME_LIMIT_REASON) for s in segment.skipped
+        )
+        cause = "time_limit" if stopped else "rejected"
+        counts[cause] = counts.get(cause, 0) + 1
     return counts
 
 
@@ -226,7 +225,7 @@ class RadiomicsRunner:
             len(timeout.unfinished),
         )
         names = {segment.label: segment.name for segment in labelmap.segments}
-        by_label = {s.label: s for s in timeout.completed if isinstance(s, SegmentFeatures)}
+        by_label = {s.label: s for s in timeout.completed}
         for label in timeout.unfinished:
             by_label[label] = SegmentFeatures.failed(
                 label=label,

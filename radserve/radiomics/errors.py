@@ -4,6 +4,13 @@ Messages name the problem (a label, a parameter set, a grid difference) but neve
 patient-identifying values.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from radserve.radiomics.features import SegmentFeatures
+
 
 class RadiomicsError(Exception):
     """Root of every error raised by :mod:`radserve.radiomics`."""
@@ -45,7 +52,9 @@ class RadiomicsTimeoutError(RadiomicsError):
         unfinished: The labels that did not.
     """
 
-    def __init__(self, message: str, *, completed: list[object], unfinished: list[int]) -> None:
+    def __init__(
+        self, message: str, *, completed: list[SegmentFeatures], unfinished: list[int]
+    ) -> None:
         super().__init__(message)
         self.completed = completed
         self.unfinished = unfinished
