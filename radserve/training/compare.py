@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINTS = (BEST, LAST)
 MAX_LINE_BYTES = 1 << 20  # an epoch's record is well under a kilobyte per validation case
+MAX_CONFIG_BYTES = 1 << 20  # a training config is a few kilobytes
 
 # Keys that differ between any two runs without saying anything about the model.
 _IGNORED_KEYS = ("output_dir",)
@@ -95,7 +96,8 @@ def read_run(directory: str | Path) -> RunSummary:
     config = _read_config(directory)
     validated = [r for r in records if _is_number(r.get("val_dice"))]
     best = max(validated, key=lambda r: float(r["val_dice"]), default=None)
-    epochs = (config or {}).get("optim", {}).get("epochs") if config else None
+    optim = config.get("optim") if config is not None else None
+    epochs = optim.get("epochs") if isinstance(optim, dict) else None
     cases = best.get("val_dice_cases") if best is not None else None
     return RunSummary(
         directory=directory,
@@ -177,6 +179,8 @@ def _lines(path: Path) -> Iterator[tuple[int, str, bool]]:
 def _read_config(directory: Path) -> dict[str, Any] | None:
     path = directory / CONFIG
     if path.is_file():
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise TrainingError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config")
         text = path.read_text(encoding="utf-8", errors="replace")
         source = str(path)
     else:

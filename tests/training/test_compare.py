@@ -12,7 +12,12 @@ import yaml
 from typer.testing import CliRunner
 
 from radserve.cli import app
-from radserve.training.compare import MAX_LINE_BYTES, config_differences, read_run
+from radserve.training.compare import (
+    MAX_CONFIG_BYTES,
+    MAX_LINE_BYTES,
+    config_differences,
+    read_run,
+)
 from radserve.training.errors import TrainingError
 from radserve.training.loop import BEST, CONFIG, LAST, METRICS
 from tests.training.conftest import TinyRun
@@ -115,6 +120,11 @@ def test_a_folder_that_is_not_a_run_is_refused(tmp_path: Path) -> None:
         read_run(tmp_path)
     (tmp_path / CONFIG).write_text("- a list\n", encoding="utf-8")
     with pytest.raises(TrainingError, match="not a mapping"):
+        read_run(tmp_path)
+    (tmp_path / CONFIG).write_text("optim: 5\nnetwork: [1]\n", encoding="utf-8")
+    assert read_run(tmp_path).epochs_configured is None  # odd, but still comparable
+    (tmp_path / CONFIG).write_bytes(b"a: " + b"x" * MAX_CONFIG_BYTES + b"\n")
+    with pytest.raises(TrainingError, match="larger than"):
         read_run(tmp_path)
 
 
