@@ -7,7 +7,7 @@ Cases:
     the slice normal, with new SOP Instance UIDs and Instance Numbers: a valid series);
 (b) the real 20-slice JPEG 2000 lossless CT in ``../shared/data/totalseg_ct``.
 
-Methods: ``radserve.dicom_io.series.read_series`` (headers first, uncompressed pixels read
+Methods: ``radserve.dicom_io.reading.series.read_series`` (headers first, uncompressed pixels read
 from the files straight into the volume; compressed ones decoded in parallel), for (a) also
 the whole-instance path (``iter_instances`` then ``volume_from_instances``: every Pixel Data
 read into memory first), for (b) the same with a serial decode (``workers=1``),
@@ -47,9 +47,8 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.uid import CTImageStorage, generate_uid
 
-from radserve.dicom_io import series
-from radserve.dicom_io.reading import decode_pixel_arrays, iter_instances
-from radserve.dicom_io.series import read_series, volume_from_instances
+from radserve.dicom_io.reading.instances import decode_pixel_arrays, iter_instances
+from radserve.dicom_io.reading.series import read_series, volume_from_instances
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("RADSERVE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -149,7 +148,7 @@ def run_simpleitk(folder: Path) -> None:
 def run_radserve_serial(folder: Path) -> None:
     """``read_series`` with the pixel decode forced to one process."""
     serial = functools.partial(decode_pixel_arrays, workers=1)
-    with mock.patch.object(series, "decode_pixel_arrays", serial):
+    with mock.patch("radserve.dicom_io.reading.pixel_stack.decode_pixel_arrays", serial):
         read_series(folder)
 
 

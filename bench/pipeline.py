@@ -71,25 +71,25 @@ from ingest import build_uncompressed_ct
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from radserve.dicom_io.dicomweb import PacsClient
-from radserve.dicom_io.labelmap import LabelMap
-from radserve.dicom_io.measurements import measure_segments
-from radserve.dicom_io.overlay import write_overlay_sc
-from radserve.dicom_io.reading import read_instance
-from radserve.dicom_io.seg import write_seg
-from radserve.dicom_io.series import (
+from radserve.dicom_io.masks.labelmap import LabelMap
+from radserve.dicom_io.masks.measurements import measure_segments
+from radserve.dicom_io.reading.instances import read_instance
+from radserve.dicom_io.reading.series import (
     ImageSeries,
     image_series_from_instances,
     read_image_series,
 )
-from radserve.dicom_io.sr import write_sr
-from radserve.dicom_io.store import InstanceStore
+from radserve.dicom_io.sc.overlay import write_overlay_sc
+from radserve.dicom_io.seg.writing import write_seg
+from radserve.dicom_io.sr.writing import write_sr
 from radserve.inference.package import ModelPackage, load_model_package
-from radserve.inference.pipeline import algorithm_identity, check_selection
 from radserve.inference.predictor import Predictor
-from radserve.inference.radiomics_step import RadiomicsPool, RadiomicsRunner, resolve_parameter_set
 from radserve.inference.runtime import CPU, OnnxSession, RuntimeSettings
+from radserve.radiomics.runner import RadiomicsPool, RadiomicsRunner, resolve_parameter_set
 from radserve.radiomics.sr_features import CODING_SCHEMES, extra_measurements
+from radserve.server.jobs.pipeline import algorithm_identity, check_selection
+from radserve.server.pacs import PacsClient
+from radserve.server.store.instances import InstanceStore
 from radserve.training.export import restore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -40,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from radserve.dicom_io.labelmap import LabelMap, SegmentInfo
-from radserve.dicom_io.labelmap_files import read_labelmap_file
-from radserve.dicom_io.series import read_image_series
+from radserve.dicom_io.masks.files import read_labelmap_file
+from radserve.dicom_io.masks.labelmap import LabelMap, SegmentInfo
+from radserve.dicom_io.reading.series import read_image_series
 from radserve.dicom_io.volume import Volume
 from radserve.radiomics.batch import CaseSpec, extract_cases
 from radserve.radiomics.extract import default_workers, extract_features, process_pool

@@ -26,9 +26,9 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from radserve.dicom_io.algorithm import AlgorithmIdentity
-from radserve.dicom_io.labelmap import LabelMap, SegmentInfo
-from radserve.dicom_io.seg import write_seg
-from radserve.dicom_io.series import ImageSeries, read_image_series
+from radserve.dicom_io.masks.labelmap import LabelMap, SegmentInfo
+from radserve.dicom_io.reading.series import ImageSeries, read_image_series
+from radserve.dicom_io.seg.writing import write_seg
 from radserve.dicom_io.uids import derive_uid
 from radserve.dicom_io.volume import Volume
 

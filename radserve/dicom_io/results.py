@@ -11,12 +11,12 @@ from pydicom.dataset import Dataset
 from pydicom.uid import JPEGLSLossless
 
 from radserve.dicom_io.algorithm import AlgorithmIdentity
-from radserve.dicom_io.labelmap import LabelMap
-from radserve.dicom_io.measurements import SegmentMeasurements, measure_segments
-from radserve.dicom_io.overlay import write_overlay_sc
-from radserve.dicom_io.seg import write_seg
-from radserve.dicom_io.series import ImageSeries
-from radserve.dicom_io.sr import CodingSchemeIdentification, NumericMeasurement, write_sr
+from radserve.dicom_io.masks.labelmap import LabelMap
+from radserve.dicom_io.masks.measurements import SegmentMeasurements, measure_segments
+from radserve.dicom_io.reading.series import ImageSeries
+from radserve.dicom_io.sc.overlay import write_overlay_sc
+from radserve.dicom_io.seg.writing import write_seg
+from radserve.dicom_io.sr.writing import CodingSchemeIdentification, NumericMeasurement, write_sr
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +95,9 @@ def build_results(
         extra_measurements: Further SR measurements per label (e.g. radiomic features);
             ignored for no findings.
         coding_schemes: Identifications of the non-standard coding schemes the extra
-            measurements may use (see :func:`~radserve.dicom_io.sr.write_sr`).
+            measurements may use (see :func:`~radserve.dicom_io.sr.writing.write_sr`).
         overlay_transfer_syntax_uid: Transfer syntax of the overlay instances (see
-            :func:`~radserve.dicom_io.overlay.write_overlay_sc`).
+            :func:`~radserve.dicom_io.sc.overlay.write_overlay_sc`).
     """
     measurements = measure_segments(source.volume, labelmap)
     seg = write_seg(source, labelmap, algorithm=algorithm) if measurements else None

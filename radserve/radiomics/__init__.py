@@ -6,6 +6,6 @@
 * :mod:`~radserve.radiomics.codes`: IBSI codes and UCUM units of each feature.
 * :mod:`~radserve.radiomics.sr_features`: features as TID 1500 SR measurements.
 * :mod:`~radserve.radiomics.tables`, :mod:`~radserve.radiomics.batch`,
-  :mod:`~radserve.radiomics.commands`: feature tables, batches and the CLI's work.
+  :mod:`~radserve.cli.extract`: feature tables, batches and the CLI's work.
 * :mod:`~radserve.radiomics.ibsi`: conformance with the IBSI digital phantom.
 """

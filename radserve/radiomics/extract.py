@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from radserve.dicom_io.labelmap import LabelMap
+from radserve.dicom_io.masks.labelmap import LabelMap
 from radserve.dicom_io.volume import Volume
 from radserve.radiomics.cropping import (
     CropPlan,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from radserve.dicom_io.labelmap import Code
+from radserve.dicom_io.masks.labelmap import Code
 from radserve.radiomics.codes import FeatureName, feature_code, feature_unit, ibsi_concept
 from radserve.radiomics.engine import RawExtraction
 

@@ -1,9 +1,9 @@
 """Radiomic features as numeric measurements of a TID 1500 measurement report.
 
-Each feature becomes one :class:`~radserve.dicom_io.sr.NumericMeasurement` of its segment's
+Each feature becomes one :class:`~radserve.dicom_io.sr.writing.NumericMeasurement` of its segment's
 measurement group: the concept name is the feature's IBSI code (original image, IBSI
 defines it) or its ``99RADSERVE`` code (see :mod:`radserve.radiomics.codes`), the unit is
-UCUM, and the description, written by :func:`~radserve.dicom_io.sr.write_sr` as the
+UCUM, and the description, written by :func:`~radserve.dicom_io.sr.writing.write_sr` as the
 measurement's Algorithm Parameters, holds the PyRadiomics feature name and the parameter
 set's name and hash: ``original_glcm_Contrast; parameter set default sha256:0123...``.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from radserve.dicom_io.sr import CodingSchemeIdentification, NumericMeasurement
+from radserve.dicom_io.sr.writing import CodingSchemeIdentification, NumericMeasurement
 from radserve.radiomics.codes import (
     PRIVATE_SCHEME,
     PRIVATE_SCHEME_NAME,

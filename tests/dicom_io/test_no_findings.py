@@ -14,12 +14,12 @@ import pytest
 
 from radserve.dicom_io.algorithm import AlgorithmIdentity
 from radserve.dicom_io.errors import MeasurementError
-from radserve.dicom_io.labelmap import LabelMap, SegmentInfo
-from radserve.dicom_io.measurements import SegmentMeasurements
+from radserve.dicom_io.masks.labelmap import LabelMap, SegmentInfo
+from radserve.dicom_io.masks.measurements import SegmentMeasurements
+from radserve.dicom_io.reading.series import ImageSeries, read_image_series
 from radserve.dicom_io.results import ResultSet, build_results
-from radserve.dicom_io.series import ImageSeries, read_image_series
-from radserve.dicom_io.sr import read_sr_measurements, sr_uids, write_sr
-from tests.dicom_io.test_sr import _tid1500reader
+from radserve.dicom_io.sr.writing import read_sr_measurements, sr_uids, write_sr
+from tests.dicom_io.sr.test_sr import _tid1500reader
 
 ALGORITHM = AlgorithmIdentity(name="sts-ct-gtv", version="1.0.0", model_sha256="cd" * 32)
 SEGMENTS = (SegmentInfo(1, "GTV"), SegmentInfo(2, "Node"))

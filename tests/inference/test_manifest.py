@@ -18,7 +18,7 @@ from radserve.inference.manifest import (
     manifest_to_yaml,
     parse_manifest,
 )
-from tests.inference.onnx_models import manifest_dict
+from tests.onnx_models import manifest_dict
 
 MODEL = b"not a model: the manifest tests never load it"
 

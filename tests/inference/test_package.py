@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radserve.dicom_io.labelmap import Code, SegmentInfo
+from radserve.dicom_io.masks.labelmap import Code, SegmentInfo
 from radserve.inference.errors import (
     IncompatibleModelError,
     InvalidModelPackageError,
@@ -16,7 +16,7 @@ from radserve.inference.errors import (
     ModelNotFoundError,
 )
 from radserve.inference.package import load_model_package, to_segment_infos
-from tests.inference.onnx_models import (
+from tests.onnx_models import (
     conv_model,
     manifest_dict,
     threshold_model,

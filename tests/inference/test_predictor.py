@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from radserve.dicom_io.series import read_series
+from radserve.dicom_io.reading.series import read_series
 from radserve.dicom_io.volume import Volume
 from radserve.inference.errors import (
     ExecutionProviderError,
@@ -24,7 +24,7 @@ from radserve.inference.errors import (
 from radserve.inference.package import ModelPackage, load_model_package
 from radserve.inference.predictor import Predictor
 from radserve.inference.runtime import CPU, CUDA, RuntimeSettings, available_providers
-from tests.inference.onnx_models import manifest_dict, threshold_model, write_package
+from tests.onnx_models import manifest_dict, threshold_model, write_package
 
 WINDOW_HU = (-1000.0, 1000.0)
 THRESHOLD_HU = 100.5  # CT values are integers: the mask is HU >= 101, never a tie

@@ -22,7 +22,7 @@ from radserve.inference.runtime import (
     read_model_io,
     select_providers,
 )
-from tests.inference.onnx_models import threshold_model
+from tests.onnx_models import threshold_model
 
 
 @pytest.fixture

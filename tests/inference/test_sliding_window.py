@@ -18,7 +18,7 @@ from radserve.inference.sliding_window import (
     sliding_window_inference,
     window_starts,
 )
-from tests.inference.onnx_models import identity_model
+from tests.onnx_models import identity_model
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import SimpleITK as sitk
 
-from radserve.dicom_io.labelmap import LabelMap
+from radserve.dicom_io.masks.labelmap import LabelMap
 from radserve.dicom_io.volume import Volume
 from radserve.radiomics.inputs import read_case
 from radserve.radiomics.params import ParameterSet

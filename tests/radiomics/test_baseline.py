@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from radserve.dicom_io.labelmap import LabelMap
+from radserve.dicom_io.masks.labelmap import LabelMap
 from radserve.radiomics.extract import extract_features
 from radserve.radiomics.inputs import read_case
 from radserve.radiomics.params import ParameterSet

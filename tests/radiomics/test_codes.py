@@ -7,7 +7,7 @@ from collections import Counter
 
 from radiomics import getFeatureClasses
 
-from radserve.dicom_io.labelmap import Code
+from radserve.dicom_io.masks.labelmap import Code
 from radserve.radiomics.codes import (
     PRIVATE_SCHEME,
     FeatureName,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radserve.dicom_io.labelmap import LabelMap
+from radserve.dicom_io.masks.labelmap import LabelMap
 from radserve.dicom_io.volume import Volume
 from radserve.radiomics.cropping import bounding_box, plan_crops
 from radserve.radiomics.extract import extract_features

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radserve.dicom_io.labelmap import LabelMap, SegmentInfo
+from radserve.dicom_io.masks.labelmap import LabelMap, SegmentInfo
 from radserve.dicom_io.volume import Volume
 from radserve.radiomics.errors import (
     EmptyMaskError,

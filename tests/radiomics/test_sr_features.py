@@ -22,11 +22,11 @@ from pydicom.dataset import Dataset
 
 import radserve
 from radserve.dicom_io.algorithm import MANUFACTURER, AlgorithmIdentity
-from radserve.dicom_io.measurements import measure_segments
-from radserve.dicom_io.rtstruct import read_rtstruct
-from radserve.dicom_io.seg import write_seg
-from radserve.dicom_io.series import read_image_series
-from radserve.dicom_io.sr import write_sr
+from radserve.dicom_io.masks.measurements import measure_segments
+from radserve.dicom_io.masks.rtstruct import read_rtstruct
+from radserve.dicom_io.reading.series import read_image_series
+from radserve.dicom_io.seg.writing import write_seg
+from radserve.dicom_io.sr.writing import write_sr
 from radserve.radiomics.codes import PRIVATE_SCHEME, PRIVATE_SCHEME_NAME
 from radserve.radiomics.extract import extract_features
 from radserve.radiomics.features import SegmentFeatures

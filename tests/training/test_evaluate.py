@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radserve.training.commands import evaluate_command
+from radserve.cli.train import evaluate_command
 from radserve.training.evaluate import dice, hd95_mm
 from tests.training.conftest import TINY_CASES, TinyRun
 

@@ -1,0 +1,265 @@
+"""The whole server: DICOMweb, models, durable jobs, workers, routing, export, metrics.
+
+:func:`build_server` loads every model package (refusing to start on a bad one), opens the
+instance store and the job queue under ``data_dir``, and builds the app with the jobs,
+models and metrics routers. Its :class:`ServerLifecycle` starts the workers, the exporter and
+the router when the app starts (FastAPI lifespan) and stops them (and the radiomics worker
+processes), then closes the queue and the store, when it shuts down. STOW-RS answers 503 with
+``Retry-After`` while the queue holds ``queue_max_jobs`` queued jobs. ``/readyz`` checks the
+store, the models, the queue and the workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import ExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+import uvicorn
+from fastapi import FastAPI
+
+from radserve.inference.runtime import RuntimeSettings
+from radserve.radiomics.runner import RadiomicsOptions
+from radserve.server.http import create_app, uvicorn_config
+from radserve.server.jobs.export import Exporter, ExportPolicy
+from radserve.server.jobs.queue import JobQueue
+from radserve.server.jobs.routing import ObservedStore, Router
+from radserve.server.jobs.worker import WorkerOptions, WorkerPool
+from radserve.server.metrics import ServerMetrics
+from radserve.server.registry import ModelRegistry
+from radserve.server.routes import jobs as jobs_api
+from radserve.server.routes import metrics as metrics_api
+from radserve.server.routes import models as models_api
+from radserve.server.services import ServerServices
+from radserve.server.settings import ServerSettings
+from radserve.server.store.instances import InstanceStore
+
+logger = logging.getLogger(__name__)
+
+LEASE_MARGIN_S = 60.0
+STOP_TIMEOUT_S = 20.0
+DEFAULT_RETRY_AFTER_S = 30.0
+MAX_RETRY_AFTER_S = 600.0
+
+
+class QueueBackpressure:
+    """The STOW-RS back-pressure: busy while ``queue_max_jobs`` jobs are queued.
+
+    Retry-After estimates the time to drain the excess from the mean inference time seen so
+    far (30 s before any job ran), between 5 s and 10 minutes.
+    """
+
+    def __init__(self, queue: JobQueue, metrics: ServerMetrics, *, max_jobs: int, workers: int):
+        self._queue = queue
+        self._metrics = metrics
+        self._max_jobs = max_jobs
+        self._workers = workers
+
+    def __call__(self) -> float | None:
+        depth = self._queue.depth()
+        if depth < self._max_jobs:
+            return None
+        histogram = self._metrics.stage_seconds
+        runs = histogram.count(stage="inference")
+        if not runs:
+            return DEFAULT_RETRY_AFTER_S
+        mean_s = histogram.total(stage="inference") / runs
+        excess = depth - self._max_jobs + 1
+        return float(min(MAX_RETRY_AFTER_S, max(5.0, math.ceil(mean_s * excess / self._workers))))
+
+
+@dataclass
+class ServerLifecycle:
+    """The server's background parts; started and stopped by the app's lifespan."""
+
+    store: InstanceStore
+    queue: JobQueue
+    registry: ModelRegistry
+    workers: WorkerPool
+    exporter: Exporter
+    router: Router | None
+    routing_interval_s: float
+    metrics: ServerMetrics
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started = False
+        self._closed = False
+
+    def start(self) -> None:
+        """Start the exporter, the workers and the router."""
+        with self._lock:
+            if self._started or self._closed:
+                return
+            self._started = True
+            self.exporter.start()
+            self.workers.start()
+            if self.router is not None:
+                self.router.start(interval_s=self.routing_interval_s)
+        logger.info(
+            "radserve started: %d models, %d queued jobs",
+            len(self.registry.models),
+            self.queue.depth(),
+        )
+
+    def stop(self) -> None:
+        """Stop the background threads, then close the queue and the store (once)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self.router is not None:
+                self.router.stop()
+            if self.workers.stop(timeout_s=STOP_TIMEOUT_S):
+                # The radiomics processes, once no job uses them (a job still busy keeps
+                # them until the process exits; it is re-queued at the next start).
+                self.registry.close()
+            self.exporter.stop(timeout_s=STOP_TIMEOUT_S)
+            self.queue.close()  # before the store: a late worker cannot record a failure
+            self.store.close()
+        logger.info("radserve stopped")
+
+
+def build_server(settings: ServerSettings) -> tuple[FastAPI, ServerLifecycle]:
+    """Build the app and its lifecycle (started by the app's lifespan).
+
+    Raises:
+        ModelRegistryError: A model package is invalid, or there is none.
+        StoreError: The store cannot be opened (or another process has it).
+        QueueError: The job database cannot be opened.
+    """
+    registry = ModelRegistry(
+        settings.models_dir,
+        runtime=RuntimeSettings(
+            providers=settings.execution_providers,
+            intra_op_threads=settings.inference_threads,
+        ),
+        inference_concurrency=settings.inference_concurrency,
+        radiomics=RadiomicsOptions(
+            enabled=settings.radiomics,
+            workers=settings.radiomics_workers,
+            timeout_s=settings.radiomics_timeout_s,
+        ),
+    )
+    with ExitStack() as cleanup:
+        cleanup.callback(registry.close)
+        store = ObservedStore(
+            settings.data_dir,
+            overwrite=settings.overwrite_instances,
+            max_instance_bytes=settings.max_request_bytes,
+            max_instances_per_study=settings.max_instances_per_study,
+        )
+        cleanup.callback(store.close)
+        queue = JobQueue(
+            settings.data_dir,
+            lease_s=settings.job_timeout_s + LEASE_MARGIN_S,
+            max_attempts=settings.job_max_attempts,
+        )
+        cleanup.callback(queue.close)
+        lifecycle = _assemble(settings, registry, store, queue)
+        cleanup.pop_all()
+    app = create_app(
+        settings,
+        store=store,
+        backpressure=QueueBackpressure(
+            queue, lifecycle.metrics, max_jobs=settings.queue_max_jobs, workers=settings.workers
+        ),
+        readiness_checks={
+            "models": registry.check_ready,
+            "queue": queue.check_ready,
+            "workers": lifecycle.workers.check_alive,
+        },
+    )
+    app.state.services = ServerServices(
+        queue=queue,
+        registry=registry,
+        workers=lifecycle.workers,
+        exporter=lifecycle.exporter,
+        metrics=lifecycle.metrics,
+    )
+    for router in (jobs_api.router, models_api.router, metrics_api.router):
+        app.include_router(router)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        lifecycle.start()
+        try:
+            async with inner(app):
+                yield
+        finally:
+            await anyio.to_thread.run_sync(lifecycle.stop)
+
+    app.router.lifespan_context = lifespan
+    return app, lifecycle
+
+
+def _assemble(
+    settings: ServerSettings, registry: ModelRegistry, store: ObservedStore, queue: JobQueue
+) -> ServerLifecycle:
+    metrics = ServerMetrics()
+    policy = ExportPolicy(
+        backoff_s=settings.export_backoff_s,
+        backoff_max_s=settings.export_backoff_max_s,
+        timeout_s=settings.export_timeout_s,
+    )
+    exporter = Exporter(
+        queue=queue,
+        store=store,
+        destinations=settings.destinations,
+        policy=policy,
+        metrics=metrics,
+    )
+    workers = WorkerPool(
+        queue=queue,
+        registry=registry,
+        store=store,
+        pull_sources=settings.pull_sources,
+        options=WorkerOptions(
+            workers=settings.workers,
+            job_timeout_s=settings.job_timeout_s,
+            retry=policy,
+            overlay_transfer_syntax_uid=settings.overlay_transfer_syntax_uid,
+        ),
+        metrics=metrics,
+        on_exporting=lambda job: exporter.wake(),
+    )
+    router: Router | None = None
+    if settings.routing_enabled:
+        router = Router(
+            queue=queue,
+            registry=registry,
+            store=store,
+            stable_s=settings.routing_stable_s,
+            destinations=[d.name for d in settings.destinations],
+        )
+        router.on_job = lambda job: workers.wake()
+        store.observe(router.record)
+    return ServerLifecycle(
+        store=store,
+        queue=queue,
+        registry=registry,
+        workers=workers,
+        exporter=exporter,
+        router=router,
+        routing_interval_s=min(1.0, max(0.1, settings.routing_stable_s / 4)),
+        metrics=metrics,
+    )
+
+
+def serve(settings: ServerSettings) -> None:
+    """Run the whole server until it is stopped (SIGINT / SIGTERM).
+
+    Raises:
+        ModelRegistryError: A model package is invalid, or there is none.
+        StoreError: The store cannot be opened.
+        QueueError: The job database cannot be opened.
+    """
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
+    app, _ = build_server(settings)
+    uvicorn.Server(uvicorn_config(app, host=settings.host, port=settings.port)).run()

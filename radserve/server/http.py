@@ -1,0 +1,329 @@
+"""The app factory, the one place where exceptions become HTTP statuses, and request ids.
+
+:func:`create_app` builds the FastAPI app from settings; routers per concept (health,
+STOW-RS, QIDO-RS, WADO-RS) are included here, and later ones (jobs, export) are added to the
+returned app with ``app.include_router``. Their handlers get the shared state with
+:func:`radserve.server.deps.get_context` and authorization with
+:func:`radserve.server.auth.require_role`.
+
+Errors: handlers raise domain exceptions; :data:`STATUS_BY_EXCEPTION` maps them to statuses
+(first match wins). A 4xx body is ``{"error": <message>}`` (messages never hold PHI); a 5xx
+body is generic, with the request id, and the error is logged with that id. An exception no
+handler knows is caught by :class:`RequestContextMiddleware`: 500, logged by type and
+traceback frames only (a foreign exception's message may quote data).
+
+Request ids: ``X-Request-ID`` is taken from the request when it is a short token, else
+generated, and sent back on every response. One access log line per request gives the
+method, the path with UIDs replaced by ``{uid}`` and without the query string (query values
+may be patient names), the status and the duration.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+import traceback
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import radserve
+from radserve.dicom_io.errors import (
+    DicomIOError,
+    InconsistentSeriesError,
+    InstanceTooLargeError,
+    InvalidDicomError,
+    UnsupportedTransferSyntaxError,
+)
+from radserve.inference.errors import (
+    InferenceError,
+    ModelNotFoundError,
+    SeriesNotAcceptedError,
+)
+from radserve.server.auth import Authenticator
+from radserve.server.deps import ApiContext, Backpressure, ReadinessCheck, never_busy
+from radserve.server.errors import (
+    AuthenticationError,
+    MalformedRequestError,
+    NotAcceptableError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    ServiceBusyError,
+    UnsupportedMediaTypeError,
+)
+from radserve.server.jobs.queue import JobNotFoundError
+from radserve.server.routes import health, qido, stow, wado
+from radserve.server.settings import ServerSettings
+from radserve.server.store.instances import (
+    DuplicateInstanceError,
+    InstanceNotFoundError,
+    InstanceRejectedError,
+    InstanceStore,
+    QueryError,
+    StoreError,
+    StoreFullError,
+)
+
+logger = logging.getLogger(__name__)
+
+STATUS_BY_EXCEPTION: tuple[tuple[type[Exception], int], ...] = (
+    (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
+    (InstanceNotFoundError, 404),
+    (ModelNotFoundError, 404),
+    (JobNotFoundError, 404),
+    (NotAcceptableError, 406),
+    (DuplicateInstanceError, 409),
+    (InstanceRejectedError, 409),
+    (PayloadTooLargeError, 413),
+    (InstanceTooLargeError, 413),
+    (UnsupportedMediaTypeError, 415),
+    (UnsupportedTransferSyntaxError, 422),
+    (InconsistentSeriesError, 422),
+    (SeriesNotAcceptedError, 422),
+    (ServiceBusyError, 503),
+    (StoreFullError, 507),
+    (MalformedRequestError, 400),
+    (QueryError, 400),
+    (InvalidDicomError, 400),
+    (ClientDisconnect, 400),
+    (StoreError, 500),  # the store's own failure (disk, index), not the client's
+    (DicomIOError, 422),  # other problems with the client's DICOM data
+    (InferenceError, 500),
+)
+"""Exception class -> HTTP status; the first class the exception is an instance of wins."""
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_UID_IN_PATH = re.compile(r"(?<=/)\d+(\.\d+)+(?=/|$)")
+
+
+def status_for(exc: BaseException) -> int:
+    """The HTTP status of an exception (500 for unknown ones)."""
+    for cls, status in STATUS_BY_EXCEPTION:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def _request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", "-"))
+
+
+async def _handle_error(request: Request, exc: Exception) -> JSONResponse:
+    status = status_for(exc)
+    headers: dict[str, str] = {}
+    if isinstance(exc, AuthenticationError):
+        invalid = ', error="invalid_token"' if exc.invalid_token else ""
+        headers["WWW-Authenticate"] = f'Bearer realm="radserve"{invalid}'
+    if isinstance(exc, ServiceBusyError):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    if status >= 500 and not isinstance(exc, ServiceBusyError):
+        logger.error(
+            "%s: %s [request %s]", type(exc).__name__, exc, _request_id(request)
+        )  # radserve's messages never hold PHI
+        return JSONResponse(
+            {"error": "internal server error", "request_id": _request_id(request)},
+            status_code=status,
+            headers=headers,
+        )
+    message = "client disconnected" if isinstance(exc, ClientDisconnect) else str(exc)
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        ".".join(str(part) for part in error.get("loc", ())) + ": " + str(error.get("msg", ""))
+        for error in exc.errors()
+    ]  # without the input values, which may be patient data
+    return JSONResponse({"error": "invalid request: " + "; ".join(problems)}, status_code=400)
+
+
+async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(
+        {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+class RequestContextMiddleware:
+    """Request ids, the access log line, and the 500 answer to unexpected exceptions."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        started = False
+        begin = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = int(message["status"])
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID_HEADER.lower().encode(), request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:  # the last resort: log without the message, answer 500
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            logger.error("unexpected %s [request %s]\n%s", type(exc).__name__, request_id, frames)
+            if not started:
+                response = JSONResponse(
+                    {"error": "internal server error", "request_id": request_id},
+                    status_code=500,
+                )
+                await response(scope, receive, send_with_id)
+            # Else the response is cut short; the server closes the connection.
+        finally:
+            logger.info(
+                "%s %s -> %d in %.1f ms [request %s]",
+                scope["method"],
+                _UID_IN_PATH.sub("{uid}", scope["path"]),
+                status,
+                (time.perf_counter() - begin) * 1000,
+                request_id,
+            )
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if _REQUEST_ID.fullmatch(text) else None
+    return None
+
+
+class PydicomValueRedactor(logging.Filter):
+    """Replaces quoted values in pydicom's log messages (``Invalid value for VR DA:
+    '2006-01-28'``), which may be patient data, by ``'<redacted>'``."""
+
+    _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self._QUOTED.sub("'<redacted>'", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def install_log_redaction() -> None:
+    """Add :class:`PydicomValueRedactor` to pydicom's logger (once per process)."""
+    pydicom_logger = logging.getLogger("pydicom")
+    if not any(isinstance(f, PydicomValueRedactor) for f in pydicom_logger.filters):
+        pydicom_logger.addFilter(PydicomValueRedactor())
+
+
+def create_app(
+    settings: ServerSettings,
+    *,
+    store: InstanceStore | None = None,
+    backpressure: Backpressure | None = None,
+    readiness_checks: Mapping[str, ReadinessCheck] | None = None,
+) -> FastAPI:
+    """Build the radserve app.
+
+    Args:
+        settings: Checked server settings.
+        store: The instance store; by default one is opened on ``settings.data_dir`` and
+            closed when the app shuts down.
+        backpressure: Asked before each STOW-RS request (default: never busy).
+        readiness_checks: Named checks for ``/readyz`` besides the store's.
+
+    Raises:
+        StoreError: The store cannot be opened.
+    """
+    install_log_redaction()
+    owned = store is None
+    if store is None:
+        store = InstanceStore(
+            settings.data_dir,
+            overwrite=settings.overwrite_instances,
+            max_instance_bytes=settings.max_request_bytes,
+            max_instances_per_study=settings.max_instances_per_study,
+        )
+    opened: InstanceStore = store
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            opened.close()
+
+    app = FastAPI(
+        title="radserve",
+        version=radserve.__version__,
+        summary="DICOMweb AI inference server for radiology",
+        lifespan=lifespan,
+    )
+    app.state.context = ApiContext(
+        settings=settings,
+        store=opened,
+        backpressure=backpressure or never_busy,
+        readiness_checks=dict(readiness_checks or {}),
+    )
+    app.state.authenticator = Authenticator(settings.tokens, settings.dev_token)
+    for router in (health.router, stow.router, qido.router, wado.router):
+        app.include_router(router)
+    handled: tuple[type[Exception], ...] = (DicomIOError, InferenceError, ClientDisconnect)
+    for cls in handled:
+        app.add_exception_handler(cls, _handle_error)
+    app.add_exception_handler(RequestValidationError, _handle_validation)
+    app.add_exception_handler(StarletteHTTPException, _handle_http)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def uvicorn_config(app: FastAPI, *, host: str, port: int) -> uvicorn.Config:
+    """How radserve runs under uvicorn.
+
+    uvicorn's access log is off (it logs query strings, and QIDO-RS query values may be
+    patient names; :class:`RequestContextMiddleware` logs requests without them) and
+    uvicorn leaves logging configuration to the application. The access logger is disabled
+    too, so that no handler attached to it later (a test's log capture) revives it.
+    """
+    logging.getLogger("uvicorn.access").disabled = True
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+def serve(settings: ServerSettings) -> None:
+    """Run the server until it is stopped (SIGINT / SIGTERM).
+
+    pydicom's warnings about invalid values quote the values; in the server process they
+    are not shown (the redacted log lines remain).
+    """
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
+    app = create_app(settings)
+    uvicorn.Server(uvicorn_config(app, host=settings.host, port=settings.port)).run()

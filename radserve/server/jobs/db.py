@@ -1,0 +1,418 @@
+"""The job queue's records: states, jobs, export records, feature tables, the SQLite database.
+
+The schema (tables ``jobs``, ``exports`` and ``job_features``) and the mapping of rows to
+:class:`Job` live here; :mod:`radserve.server.jobs.queue` holds the queue's operations.
+
+``job_features`` holds, per job of a model with radiomics, the parameter set, a compact
+per-segment summary (shown with the job) and the whole feature table as JSON (served by
+``GET /jobs/{id}/features``); it is written in the transaction that records the results.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from radserve.inference.errors import InferenceError
+
+JOBS_FILE = "jobs.sqlite3"
+
+
+class JobError(InferenceError):
+    """Root of the job queue's errors."""
+
+
+class JobNotFoundError(JobError):
+    """No job has the requested id."""
+
+
+class FeatureTableNotFoundError(JobNotFoundError):
+    """The job has no feature table (its model computes no radiomics, or it is not done)."""
+
+
+class QueueError(JobError):
+    """The queue's database failed (disk, corruption); not the client's fault."""
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    EXPORTING = "exporting"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ExportState(enum.StrEnum):
+    """Where one destination's copy of a job's results is."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+
+
+class Stage(enum.StrEnum):
+    """The stage a job is in (finer than its state)."""
+
+    QUEUED = "queued"
+    FETCHING = "fetching"
+    INFERENCE = "inference"
+    STORING = "storing"
+    EXPORTING = "exporting"
+    DONE = "done"
+    FAILED = "failed"
+
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS jobs (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      id TEXT NOT NULL UNIQUE,
+      state TEXT NOT NULL,
+      stage TEXT NOT NULL,
+      origin TEXT NOT NULL,
+      study_instance_uid TEXT NOT NULL,
+      series_instance_uid TEXT,
+      model_name TEXT NOT NULL,
+      model_version TEXT NOT NULL,
+      source TEXT NOT NULL,
+      destinations TEXT NOT NULL,
+      created_at REAL NOT NULL,
+      updated_at REAL NOT NULL,
+      started_at REAL,
+      finished_at REAL,
+      not_before REAL NOT NULL,
+      attempts INTEGER NOT NULL DEFAULT 0,
+      lease_owner TEXT,
+      lease_expires REAL,
+      provider TEXT,
+      timings TEXT NOT NULL DEFAULT '{}',
+      error TEXT,
+      results TEXT NOT NULL DEFAULT '[]'
+    )""",
+    "CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, not_before, seq)",
+    "CREATE INDEX IF NOT EXISTS jobs_series ON jobs (series_instance_uid, model_name)",
+    "CREATE INDEX IF NOT EXISTS jobs_study ON jobs (study_instance_uid)",
+    """CREATE TABLE IF NOT EXISTS exports (
+      job_id TEXT NOT NULL REFERENCES jobs (id),
+      destination TEXT NOT NULL,
+      state TEXT NOT NULL,
+      attempts INTEGER NOT NULL DEFAULT 0,
+      next_attempt_at REAL NOT NULL,
+      last_error TEXT,
+      delivered_at REAL,
+      created_at REAL NOT NULL,
+      PRIMARY KEY (job_id, destination)
+    )""",
+    "CREATE INDEX IF NOT EXISTS exports_due ON exports (state, next_attempt_at)",
+    """CREATE TABLE IF NOT EXISTS job_features (
+      job_id TEXT PRIMARY KEY REFERENCES jobs (id),
+      parameter_set TEXT NOT NULL,
+      summary TEXT NOT NULL,
+      segments TEXT NOT NULL,
+      created_at REAL NOT NULL
+    )""",
+)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a job runs.
+
+    Attributes:
+        study_instance_uid: The study.
+        series_instance_uid: The series; ``None`` lets the worker pick the study's series
+            that the model accepts (and records it).
+        model_name: The model package's name.
+        model_version: Its version.
+        source: ``local`` (the server's store) or the name of a configured pull source.
+        destinations: Names of the destinations to send the results to.
+        origin: ``api`` (``POST /jobs``) or ``routing`` (created for a received series).
+    """
+
+    study_instance_uid: str
+    series_instance_uid: str | None
+    model_name: str
+    model_version: str
+    source: str = "local"
+    destinations: tuple[str, ...] = ()
+    origin: str = "api"
+
+
+@dataclass(frozen=True)
+class ResultInstance:
+    """One result instance of a job: ``kind`` is ``SEG``, ``SR`` or ``SC``."""
+
+    kind: str
+    series_instance_uid: str
+    sop_instance_uid: str
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """One destination's copy of a job's results.
+
+    Attributes:
+        destination: The destination's name.
+        state: pending, sending or delivered.
+        attempts: STOW-RS attempts made.
+        next_attempt_at: When the next attempt is due (Unix seconds; pending only).
+        last_error: Why the last attempt failed.
+        delivered_at: When the destination acknowledged every instance.
+    """
+
+    destination: str
+    state: ExportState
+    attempts: int
+    next_attempt_at: float | None
+    last_error: str | None
+    delivered_at: float | None
+
+
+@dataclass(frozen=True)
+class SegmentFeatureSummary:
+    """One segment of a job's feature table, in short.
+
+    Attributes:
+        label: The segment's label.
+        segment: Its name (Segment Label).
+        volume_mm3: Its volume.
+        feature_count: Features with a value.
+        skipped: ``(name, reason)`` of the features without one (``*``: the whole segment).
+    """
+
+    label: int
+    segment: str
+    volume_mm3: float | None
+    feature_count: int
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class JobFeatures:
+    """A job's radiomic features, as stored with its results.
+
+    Attributes:
+        parameter_set: Identifier of the parameter set (name and hash).
+        summary: One entry per segment.
+        segments_json: The whole feature table
+            (:func:`~radserve.radiomics.tables.feature_table`) as JSON.
+    """
+
+    parameter_set: str
+    summary: tuple[SegmentFeatureSummary, ...]
+    segments_json: str = "[]"
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as the queue holds it (times in Unix seconds); ``features`` holds the summary
+    of its feature table (without the table itself)."""
+
+    id: str
+    spec: JobSpec
+    state: JobState
+    stage: Stage
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+    attempts: int
+    provider: str | None
+    timings_s: Mapping[str, float]
+    error: str | None
+    results: tuple[ResultInstance, ...]
+    exports: tuple[ExportRecord, ...] = field(default=())
+    features: JobFeatures | None = None
+
+
+JOB_COLUMNS = (
+    "id, state, stage, origin, study_instance_uid, series_instance_uid, model_name, "
+    "model_version, source, destinations, created_at, updated_at, started_at, finished_at, "
+    "attempts, provider, timings, error, results"
+)
+
+
+class Database:
+    """One SQLite connection shared by threads, serialised by a lock.
+
+    Args:
+        path: The database file (created if missing).
+
+    Raises:
+        QueueError: The database cannot be opened.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=10000")
+        except sqlite3.Error as exc:
+            raise QueueError(f"job database cannot be opened ({exc})") from exc
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``), committed when the block ends."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise QueueError(f"job database write failed ({exc})") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for queries."""
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise QueueError(f"job database query failed ({exc})") from exc
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+
+def exports_of(
+    db: sqlite3.Connection, job_ids: Sequence[str]
+) -> dict[str, tuple[ExportRecord, ...]]:
+    if not job_ids:
+        return {}
+    found: dict[str, list[ExportRecord]] = {}
+    marks = ", ".join("?" for _ in job_ids)
+    rows = db.execute(
+        "SELECT job_id, destination, state, attempts, next_attempt_at, last_error, delivered_at "
+        f"FROM exports WHERE job_id IN ({marks}) ORDER BY destination",
+        list(job_ids),
+    ).fetchall()
+    for job_id, destination, state, attempts, next_at, error, delivered in rows:
+        found.setdefault(job_id, []).append(
+            ExportRecord(
+                destination=destination,
+                state=ExportState(state),
+                attempts=int(attempts),
+                next_attempt_at=next_at if state != ExportState.DELIVERED else None,
+                last_error=error,
+                delivered_at=delivered,
+            )
+        )
+    return {job_id: tuple(records) for job_id, records in found.items()}
+
+
+def features_of(db: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, JobFeatures]:
+    """The feature summaries of jobs (without the tables), by job id."""
+    if not job_ids:
+        return {}
+    marks = ", ".join("?" for _ in job_ids)
+    rows = db.execute(
+        f"SELECT job_id, parameter_set, summary FROM job_features WHERE job_id IN ({marks})",
+        list(job_ids),
+    ).fetchall()
+    return {
+        job_id: JobFeatures(parameter_set=parameter_set, summary=summary_from_json(summary))
+        for job_id, parameter_set, summary in rows
+    }
+
+
+def summary_to_json(summary: Sequence[SegmentFeatureSummary]) -> str:
+    """The summary as stored."""
+    return json.dumps(
+        [
+            {
+                "label": s.label,
+                "segment": s.segment,
+                "volume_mm3": s.volume_mm3,
+                "feature_count": s.feature_count,
+                "skipped": [list(k) for k in s.skipped],
+            }
+            for s in summary
+        ],
+        allow_nan=False,
+    )
+
+
+def summary_from_json(text: str) -> tuple[SegmentFeatureSummary, ...]:
+    """The summary back from storage."""
+    return tuple(
+        SegmentFeatureSummary(
+            label=int(item["label"]),
+            segment=str(item["segment"]),
+            volume_mm3=item["volume_mm3"],
+            feature_count=int(item["feature_count"]),
+            skipped=tuple((str(name), str(reason)) for name, reason in item["skipped"]),
+        )
+        for item in json.loads(text)
+    )
+
+
+def job_from_row(
+    row: Sequence[Any],
+    exports: tuple[ExportRecord, ...],
+    features: JobFeatures | None = None,
+) -> Job:
+    (
+        job_id,
+        state,
+        stage,
+        origin,
+        study,
+        series,
+        model_name,
+        model_version,
+        source,
+        destinations,
+        created_at,
+        updated_at,
+        started_at,
+        finished_at,
+        attempts,
+        provider,
+        timings,
+        error,
+        results,
+    ) = row
+    spec = JobSpec(
+        study_instance_uid=study,
+        series_instance_uid=series,
+        model_name=model_name,
+        model_version=model_version,
+        source=source,
+        destinations=tuple(json.loads(destinations)),
+        origin=origin,
+    )
+    return Job(
+        id=job_id,
+        spec=spec,
+        state=JobState(state),
+        stage=Stage(stage),
+        created_at=created_at,
+        updated_at=updated_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        attempts=int(attempts),
+        provider=provider,
+        timings_s=json.loads(timings),
+        error=error,
+        results=tuple(ResultInstance(**item) for item in json.loads(results)),
+        exports=exports,
+        features=features,
+    )

@@ -1,0 +1,491 @@
+"""The durable job queue: SQLite in WAL mode under ``data_dir`` (``jobs.sqlite3``).
+
+A job runs one model on one series and sends the results to destinations. States::
+
+    queued -> running -> exporting -> done
+                 |            (export records retried until delivered, never dropped)
+                 +-> failed   (bad input, timeout, or interrupted job_max_attempts times)
+
+A worker *claims* the oldest due queued job, which sets a lease (``lease_s`` from the last
+stage change). After a crash the server's next start re-queues every ``running`` job (the
+store's folder lock guarantees no other process runs them); a running job whose lease has
+expired is claimable too, for deployments where several processes share the queue. A job is
+failed instead once it has been claimed ``max_attempts`` times. Reruns do not duplicate
+results: result UIDs derive from the source series and the model version.
+
+Each change of state is one transaction with ``synchronous=FULL``: once :meth:`JobQueue.submit`
+returns, the job survives a power cut. Times are stored as Unix seconds. The export records
+(table ``exports``) are driven by :mod:`radserve.server.jobs.export`; this module creates them
+when a job's results are stored, together with the job's radiomic feature table (table
+``job_features``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from radserve.server.jobs.db import (
+    JOB_COLUMNS,
+    JOBS_FILE,
+    SCHEMA,
+    Database,
+    ExportRecord,
+    ExportState,
+    FeatureTableNotFoundError,
+    Job,
+    JobError,
+    JobFeatures,
+    JobNotFoundError,
+    JobSpec,
+    JobState,
+    QueueError,
+    ResultInstance,
+    Stage,
+    exports_of,
+    features_of,
+    job_from_row,
+    summary_to_json,
+)
+
+__all__ = [
+    "JOBS_FILE",
+    "Database",
+    "ExportRecord",
+    "ExportState",
+    "FeatureTableNotFoundError",
+    "Job",
+    "JobError",
+    "JobFeatures",
+    "JobNotFoundError",
+    "JobQueue",
+    "JobSpec",
+    "JobState",
+    "QueueError",
+    "ResultInstance",
+    "Stage",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class JobQueue:
+    """Durable jobs and their export records; thread-safe.
+
+    Args:
+        data_dir: The folder of ``jobs.sqlite3`` (the instance store's folder).
+        lease_s: How long a claim holds without a stage change.
+        max_attempts: Claims of one job before it is failed.
+
+    Raises:
+        QueueError: The database cannot be opened.
+    """
+
+    def __init__(self, data_dir: str | Path, *, lease_s: float, max_attempts: int) -> None:
+        self.database = Database(Path(data_dir) / JOBS_FILE)
+        self.lease_s = lease_s
+        self.max_attempts = max_attempts
+        self._owner = uuid.uuid4().hex
+        try:
+            with self.database.write() as db:
+                for statement in SCHEMA:
+                    db.execute(statement)
+            self._recover()
+        except BaseException:
+            self.database.close()
+            raise
+
+    def close(self) -> None:
+        """Close the database."""
+        self.database.close()
+
+    def _recover(self) -> None:
+        """Re-queue jobs a previous process left running (or fail them after max_attempts)."""
+        now = time.time()
+        with self.database.write() as db:
+            rows = db.execute(
+                "SELECT id, attempts FROM jobs WHERE state = ? AND (lease_owner IS NULL OR "
+                "lease_owner != ?)",
+                (JobState.RUNNING, self._owner),
+            ).fetchall()
+            for job_id, attempts in rows:
+                if attempts >= self.max_attempts:
+                    _fail(db, job_id, f"interrupted {attempts} times; not retried", now)
+                else:
+                    db.execute(
+                        "UPDATE jobs SET state = ?, stage = ?, lease_owner = NULL, "
+                        "lease_expires = NULL, not_before = ?, updated_at = ? WHERE id = ?",
+                        (JobState.QUEUED, Stage.QUEUED, now, now, job_id),
+                    )
+            sending = db.execute(
+                "UPDATE exports SET state = ?, next_attempt_at = ? WHERE state = ?",
+                (ExportState.PENDING, now, ExportState.SENDING),
+            ).rowcount
+        if rows or sending:
+            logger.warning(
+                "job queue recovery: %d interrupted jobs re-queued or failed, %d exports resumed",
+                len(rows),
+                sending,
+            )
+
+    # --- creating ----------------------------------------------------------------------
+
+    def submit(self, spec: JobSpec) -> Job:
+        """Queue a new job; durable once this returns."""
+        with self.database.write() as db:
+            job_id = _insert(db, spec, time.time())
+        logger.info("job %s queued (%s)", job_id, spec.origin)
+        return self.get(job_id)
+
+    def submit_unless_exists(self, spec: JobSpec) -> Job | None:
+        """Queue a job unless one exists for the same series, model name and version."""
+        if spec.series_instance_uid is None:
+            raise ValueError("submit_unless_exists needs a series")
+        with self.database.write() as db:
+            found = db.execute(
+                "SELECT 1 FROM jobs WHERE series_instance_uid = ? AND model_name = ? AND "
+                "model_version = ? LIMIT 1",
+                (spec.series_instance_uid, spec.model_name, spec.model_version),
+            ).fetchone()
+            if found is not None:
+                return None
+            job_id = _insert(db, spec, time.time())
+        logger.info("job %s queued (%s)", job_id, spec.origin)
+        return self.get(job_id)
+
+    # --- the worker's side -------------------------------------------------------------
+
+    def claim(self) -> Job | None:
+        """Take the oldest due queued job (or one whose lease expired) and mark it running."""
+        now = time.time()
+        with self.database.write() as db:
+            row = db.execute(
+                "SELECT id, attempts FROM jobs WHERE (state = ? AND not_before <= ?) OR "
+                "(state = ? AND lease_expires < ? AND lease_owner != ?) ORDER BY seq LIMIT 1",
+                (JobState.QUEUED, now, JobState.RUNNING, now, self._owner),
+            ).fetchone()
+            if row is None:
+                return None
+            job_id, attempts = row
+            if attempts >= self.max_attempts:  # an expired lease, out of attempts
+                _fail(db, job_id, f"interrupted {attempts} times; not retried", now)
+                return None
+            db.execute(
+                "UPDATE jobs SET state = ?, stage = ?, attempts = attempts + 1, "
+                "lease_owner = ?, lease_expires = ?, started_at = ?, updated_at = ?, "
+                "error = NULL WHERE id = ?",
+                (
+                    JobState.RUNNING,
+                    Stage.FETCHING,
+                    self._owner,
+                    now + self.lease_s,
+                    now,
+                    now,
+                    job_id,
+                ),
+            )
+        return self.get(job_id)
+
+    def set_stage(
+        self,
+        job_id: str,
+        stage: Stage,
+        *,
+        timings_s: Mapping[str, float] | None = None,
+        series_instance_uid: str | None = None,
+        provider: str | None = None,
+    ) -> None:
+        """Record a running job's progress (and renew its lease)."""
+        now = time.time()
+        with self.database.write() as db:
+            merged = _merged_timings(db, job_id, timings_s)
+            db.execute(
+                "UPDATE jobs SET stage = ?, timings = ?, lease_expires = ?, updated_at = ?, "
+                "series_instance_uid = COALESCE(?, series_instance_uid), "
+                "provider = COALESCE(?, provider) WHERE id = ? AND state = ?",
+                (
+                    stage,
+                    merged,
+                    now + self.lease_s,
+                    now,
+                    series_instance_uid,
+                    provider,
+                    job_id,
+                    JobState.RUNNING,
+                ),
+            )
+
+    def results_stored(
+        self,
+        job_id: str,
+        results: Sequence[ResultInstance],
+        *,
+        timings_s: Mapping[str, float],
+        features: JobFeatures | None = None,
+    ) -> Job:
+        """The results are in the store: record them (and the feature table, replacing one
+        of an earlier run), create one export record per destination and move the job to
+        ``exporting`` (``done`` without destinations)."""
+        now = time.time()
+        with self.database.write() as db:
+            destinations = json.loads(
+                _scalar(db, "SELECT destinations FROM jobs WHERE id = ?", job_id) or "[]"
+            )
+            merged = _merged_timings(db, job_id, timings_s)
+            encoded = json.dumps([r.__dict__ for r in results])
+            state, stage = (
+                (JobState.EXPORTING, Stage.EXPORTING)
+                if destinations
+                else (JobState.DONE, Stage.DONE)
+            )
+            db.execute(
+                "UPDATE jobs SET state = ?, stage = ?, results = ?, timings = ?, "
+                "lease_owner = NULL, lease_expires = NULL, updated_at = ?, "
+                "finished_at = CASE WHEN ? = 'done' THEN ? ELSE NULL END WHERE id = ?",
+                (state, stage, encoded, merged, now, state, now, job_id),
+            )
+            _put_features(db, job_id, features, now)
+            for destination in destinations:
+                db.execute(
+                    "INSERT INTO exports (job_id, destination, state, next_attempt_at, "
+                    "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, destination) DO "
+                    "UPDATE SET state = excluded.state, next_attempt_at = "
+                    "excluded.next_attempt_at, created_at = excluded.created_at, "
+                    "delivered_at = NULL",
+                    (job_id, destination, ExportState.PENDING, now, now),
+                )
+        return self.get(job_id)
+
+    def finish_exported(self, job_id: str, *, export_s: float) -> bool:
+        """Mark an exporting job done when every export record is delivered; whether it was."""
+        now = time.time()
+        with self.database.write() as db:
+            merged = _merged_timings(db, job_id, {"export_s": export_s})
+            changed = db.execute(
+                "UPDATE jobs SET state = ?, stage = ?, finished_at = ?, updated_at = ?, "
+                "timings = ? WHERE id = ? AND state = ? AND NOT EXISTS (SELECT 1 FROM exports "
+                "WHERE job_id = ? AND state != ?)",
+                (
+                    JobState.DONE,
+                    Stage.DONE,
+                    now,
+                    now,
+                    merged,
+                    job_id,
+                    JobState.EXPORTING,
+                    job_id,
+                    ExportState.DELIVERED,
+                ),
+            ).rowcount
+        if changed:
+            logger.info("job %s done", job_id)
+        return bool(changed)
+
+    def fail(
+        self, job_id: str, error: str, *, timings_s: Mapping[str, float] | None = None
+    ) -> None:
+        """Fail a job with a message (which must not hold PHI)."""
+        now = time.time()
+        with self.database.write() as db:
+            if timings_s:
+                db.execute(
+                    "UPDATE jobs SET timings = ? WHERE id = ?",
+                    (_merged_timings(db, job_id, timings_s), job_id),
+                )
+            _fail(db, job_id, error, now)
+        logger.warning("job %s failed: %s", job_id, error)
+
+    def retry_later(self, job_id: str, error: str, *, delay_s: float) -> Job:
+        """Put a running job back in the queue after a transient failure (e.g. the pull
+        source is down); it fails instead once it has used its attempts."""
+        now = time.time()
+        with self.database.write() as db:
+            attempts = int(_scalar(db, "SELECT attempts FROM jobs WHERE id = ?", job_id) or 0)
+            if attempts >= self.max_attempts:
+                _fail(db, job_id, f"{error} (after {attempts} attempts)", now)
+            else:
+                db.execute(
+                    "UPDATE jobs SET state = ?, stage = ?, error = ?, not_before = ?, "
+                    "lease_owner = NULL, lease_expires = NULL, updated_at = ? WHERE id = ?",
+                    (JobState.QUEUED, Stage.QUEUED, error, now + delay_s, now, job_id),
+                )
+        return self.get(job_id)
+
+    def release(self, job_id: str) -> None:
+        """Give a running job back to the queue (shutdown); the attempt is not counted."""
+        now = time.time()
+        with self.database.write() as db:
+            db.execute(
+                "UPDATE jobs SET state = ?, stage = ?, attempts = MAX(attempts - 1, 0), "
+                "lease_owner = NULL, lease_expires = NULL, not_before = ?, updated_at = ? "
+                "WHERE id = ? AND state = ?",
+                (JobState.QUEUED, Stage.QUEUED, now, now, job_id, JobState.RUNNING),
+            )
+
+    # --- reading -----------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        """One job with its export records.
+
+        Raises:
+            JobNotFoundError: No such job.
+        """
+        with self.database.read() as db:
+            row = db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFoundError("no job with this id")
+            exports = exports_of(db, [job_id]).get(job_id, ())
+            features = features_of(db, [job_id]).get(job_id)
+        return job_from_row(row, exports, features)
+
+    def feature_table(self, job_id: str) -> tuple[str, list[dict[str, Any]]]:
+        """A job's parameter set identifier and feature table.
+
+        Raises:
+            JobNotFoundError: No such job.
+            FeatureTableNotFoundError: The job has no feature table.
+        """
+        with self.database.read() as db:
+            row = db.execute(
+                "SELECT parameter_set, segments FROM job_features WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            known = (
+                row is not None
+                or db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            )
+        if not known:
+            raise JobNotFoundError("no job with this id")
+        if row is None:
+            raise FeatureTableNotFoundError("this job has no feature table")
+        segments: list[dict[str, Any]] = json.loads(row[1])
+        return str(row[0]), segments
+
+    def find(
+        self,
+        *,
+        state: JobState | None = None,
+        study_instance_uid: str | None = None,
+        series_instance_uid: str | None = None,
+        model_name: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job]:
+        """Jobs matching every given filter, newest first."""
+        conditions: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("state", state),
+            ("study_instance_uid", study_instance_uid),
+            ("series_instance_uid", series_instance_uid),
+            ("model_name", model_name),
+        ):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                params.append(str(value))
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        with self.database.read() as db:
+            rows = db.execute(
+                f"SELECT {JOB_COLUMNS} FROM jobs{where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            ).fetchall()
+            ids = [row[0] for row in rows]
+            exports = exports_of(db, ids)
+            features = features_of(db, ids)
+        return [job_from_row(row, exports.get(row[0], ()), features.get(row[0])) for row in rows]
+
+    def counts_by_state(self) -> dict[JobState, int]:
+        """How many jobs are in each state."""
+        with self.database.read() as db:
+            rows = db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        counts = dict.fromkeys(JobState, 0)
+        counts.update({JobState(state): int(count) for state, count in rows})
+        return counts
+
+    def depth(self) -> int:
+        """Jobs waiting for a worker (queued)."""
+        with self.database.read() as db:
+            return int(
+                db.execute(
+                    "SELECT COUNT(*) FROM jobs WHERE state = ?", (JobState.QUEUED,)
+                ).fetchone()[0]
+            )
+
+    def check_ready(self) -> None:
+        """Raise :class:`QueueError` unless the database answers."""
+        with self.database.read() as db:
+            db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (JobState.RUNNING,))
+
+
+def _insert(db: sqlite3.Connection, spec: JobSpec, now: float) -> str:
+    job_id = uuid.uuid4().hex
+    db.execute(
+        "INSERT INTO jobs (id, state, stage, origin, study_instance_uid, series_instance_uid, "
+        "model_name, model_version, source, destinations, created_at, updated_at, not_before) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            job_id,
+            JobState.QUEUED,
+            Stage.QUEUED,
+            spec.origin,
+            spec.study_instance_uid,
+            spec.series_instance_uid,
+            spec.model_name,
+            spec.model_version,
+            spec.source,
+            json.dumps(list(spec.destinations)),
+            now,
+            now,
+            now,
+        ),
+    )
+    return job_id
+
+
+def _fail(db: sqlite3.Connection, job_id: str, error: str, now: float) -> None:
+    db.execute(
+        "UPDATE jobs SET state = ?, stage = ?, error = ?, finished_at = ?, updated_at = ?, "
+        "lease_owner = NULL, lease_expires = NULL WHERE id = ?",
+        (JobState.FAILED, Stage.FAILED, error, now, now, job_id),
+    )
+
+
+def _put_features(
+    db: sqlite3.Connection, job_id: str, features: JobFeatures | None, now: float
+) -> None:
+    if features is None:
+        db.execute("DELETE FROM job_features WHERE job_id = ?", (job_id,))
+        return
+    db.execute(
+        "INSERT INTO job_features (job_id, parameter_set, summary, segments, created_at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET "
+        "parameter_set = excluded.parameter_set, summary = excluded.summary, "
+        "segments = excluded.segments, created_at = excluded.created_at",
+        (
+            job_id,
+            features.parameter_set,
+            summary_to_json(features.summary),
+            features.segments_json,
+            now,
+        ),
+    )
+
+
+def _scalar(db: sqlite3.Connection, sql: str, value: str) -> Any:
+    row = db.execute(sql, (value,)).fetchone()
+    return row[0] if row else None
+
+
+def _merged_timings(
+    db: sqlite3.Connection, job_id: str, timings_s: Mapping[str, float] | None
+) -> str:
+    current: dict[str, float] = json.loads(
+        _scalar(db, "SELECT timings FROM jobs WHERE id = ?", job_id) or "{}"
+    )
+    current.update({k: round(float(v), 4) for k, v in (timings_s or {}).items()})
+    return json.dumps(current)

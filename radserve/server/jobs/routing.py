@@ -1,0 +1,265 @@
+"""Automatic jobs: a received series that a model accepts gets a job once it is stable.
+
+The store is an :class:`ObservedStore`: every committed batch (a STOW-RS request, a pulled
+series) reports its series to the :class:`Router` before the request is answered, which
+records them as candidates in the job database with the time of the last instance. A
+candidate with no new instance for ``stable_s`` seconds is checked against the selection
+rules (``input`` in the manifest: modality, body part, series description pattern, minimum
+slices) of the newest version of every model; each model that accepts it gets one job, and
+only one: a series is never routed twice to the same model version, whoever created the
+first job. Candidates are durable, so a series received just before a crash is routed after
+the restart; should recording them fail, the STOW-RS request fails and its sender retries.
+radserve's own results (manufacturer ``radserve``) are never routed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from radserve.dicom_io.algorithm import MANUFACTURER
+from radserve.inference.manifest import InputSelection
+from radserve.server.jobs.queue import Job, JobQueue, JobSpec
+from radserve.server.registry import ModelRegistry
+from radserve.server.settings import LOCAL_SOURCE
+from radserve.server.store.instances import (
+    BatchOutcome,
+    IngestBatch,
+    InstanceQuery,
+    InstanceStore,
+    QueryLevel,
+    StoredInstance,
+)
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS routing_candidates (
+  series_instance_uid TEXT PRIMARY KEY,
+  study_instance_uid TEXT NOT NULL,
+  last_received_at REAL NOT NULL
+)"""
+
+StoredObserver = Callable[[Sequence[StoredInstance]], None]
+
+# DICOM JSON tags of the series attributes the selection rules use.
+_MODALITY = "00080060"
+_BODY_PART_EXAMINED = "00180015"
+_SERIES_DESCRIPTION = "0008103E"
+_MANUFACTURER = "00080070"
+_NUMBER_OF_SERIES_RELATED_INSTANCES = "00201209"
+_NUMBER_OF_FRAMES = "00280008"
+
+
+class _ObservedBatch(IngestBatch):
+    def __init__(self, store: InstanceStore, observers: Sequence[StoredObserver]) -> None:
+        super().__init__(store)
+        self._observers = observers
+
+    def commit(self) -> BatchOutcome:
+        outcome = super().commit()
+        if outcome.stored:
+            for observer in self._observers:
+                observer(outcome.stored)
+        return outcome
+
+
+class ObservedStore(InstanceStore):
+    """An instance store that reports each committed batch's stored instances (including
+    identical re-sends) to its observers, before the commit returns."""
+
+    def __init__(self, data_dir: str | Path, **options: Any) -> None:
+        super().__init__(data_dir, **options)
+        self._observers: list[StoredObserver] = []
+
+    def observe(self, observer: StoredObserver) -> None:
+        """Call ``observer`` with the stored instances of every later batch."""
+        self._observers.append(observer)
+
+    def batch(self) -> IngestBatch:
+        """A new batch whose commit is reported to the observers."""
+        return _ObservedBatch(self, tuple(self._observers))
+
+
+@dataclass(frozen=True)
+class SeriesFacts:
+    """What the selection rules look at, from the store's index."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    modality: str | None
+    body_part_examined: str | None
+    series_description: str | None
+    manufacturer: str | None
+    number_of_slices: int
+
+
+def _first(attributes: dict[str, Any], tag: str) -> Any:
+    values = attributes.get(tag, {}).get("Value") or [None]
+    return values[0]
+
+
+def series_facts(store: InstanceStore, study_instance_uid: str) -> list[SeriesFacts]:
+    """The facts of every series of a study in the store (none if it holds no such study)."""
+    found = store.search(
+        InstanceQuery(level=QueryLevel.SERIES, study_instance_uid=study_instance_uid)
+    )
+    facts: list[SeriesFacts] = []
+    for attributes in found:
+        series = str(_first(attributes, "0020000E"))
+        count = int(_first(attributes, _NUMBER_OF_SERIES_RELATED_INSTANCES) or 0)
+        if count == 1:  # perhaps one multi-frame instance: its frames are the slices
+            (instance,) = store.search(
+                InstanceQuery(
+                    level=QueryLevel.IMAGE,
+                    study_instance_uid=study_instance_uid,
+                    series_instance_uid=series,
+                )
+            )
+            count = max(1, int(_first(instance, _NUMBER_OF_FRAMES) or 1))
+        facts.append(
+            SeriesFacts(
+                study_instance_uid=study_instance_uid,
+                series_instance_uid=series,
+                modality=_first(attributes, _MODALITY),
+                body_part_examined=_first(attributes, _BODY_PART_EXAMINED),
+                series_description=_first(attributes, _SERIES_DESCRIPTION),
+                manufacturer=_first(attributes, _MANUFACTURER),
+                number_of_slices=count,
+            )
+        )
+    return facts
+
+
+def mismatch(selection: InputSelection, facts: SeriesFacts) -> str | None:
+    """Why ``selection`` does not accept the series, or ``None`` when it does."""
+    if facts.manufacturer == MANUFACTURER:
+        return "the series holds radserve's own results"
+    return selection.mismatch(
+        modality=facts.modality,
+        body_part_examined=facts.body_part_examined,
+        series_description=facts.series_description,
+        number_of_slices=facts.number_of_slices,
+    )
+
+
+class Router:
+    """Creates jobs for stable received series; :meth:`start` runs it in a thread.
+
+    Args:
+        queue: The job queue (also holds the candidates).
+        registry: The models whose selection rules are checked.
+        store: The store the series are in.
+        stable_s: Seconds without a new instance before a series is routed.
+        destinations: Destination names for routed jobs.
+    """
+
+    def __init__(
+        self,
+        *,
+        queue: JobQueue,
+        registry: ModelRegistry,
+        store: InstanceStore,
+        stable_s: float,
+        destinations: Sequence[str],
+    ) -> None:
+        self._queue = queue
+        self._registry = registry
+        self._store = store
+        self._stable_s = stable_s
+        self._destinations = tuple(destinations)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.on_job: Callable[[Job], None] | None = None
+        with queue.database.write() as db:
+            db.execute(_SCHEMA)
+
+    def record(self, instances: Sequence[StoredInstance]) -> None:
+        """Note that instances of these series were received now (an observer)."""
+        series = {i.series_instance_uid: i.study_instance_uid for i in instances}
+        now = time.time()
+        with self._queue.database.write() as db:
+            db.executemany(
+                "INSERT INTO routing_candidates VALUES (?, ?, ?) ON CONFLICT "
+                "(series_instance_uid) DO UPDATE SET last_received_at = excluded.last_received_at",
+                [(uid, study, now) for uid, study in series.items()],
+            )
+
+    def run_due(self) -> list[Job]:
+        """Route every candidate stable for ``stable_s``; the jobs created."""
+        cutoff = time.time() - self._stable_s
+        with self._queue.database.read() as db:
+            due = db.execute(
+                "SELECT series_instance_uid, study_instance_uid, last_received_at FROM "
+                "routing_candidates WHERE last_received_at <= ? ORDER BY last_received_at",
+                (cutoff,),
+            ).fetchall()
+        created: list[Job] = []
+        facts_by_study: dict[str, list[SeriesFacts]] = {}
+        for series, study, received_at in due:
+            if study not in facts_by_study:
+                facts_by_study[study] = series_facts(self._store, study)
+            facts = next(
+                (f for f in facts_by_study[study] if f.series_instance_uid == series), None
+            )
+            if facts is not None:
+                created.extend(self._route(facts))
+            with self._queue.database.write() as db:  # unless an instance came meanwhile
+                db.execute(
+                    "DELETE FROM routing_candidates WHERE series_instance_uid = ? AND "
+                    "last_received_at = ?",
+                    (series, received_at),
+                )
+        return created
+
+    def _route(self, facts: SeriesFacts) -> list[Job]:
+        created: list[Job] = []
+        for model in self._registry.latest():
+            reason = mismatch(model.package.manifest.input, facts)
+            if reason is not None:
+                logger.debug("series not routed to %s: %s", model.key, reason)
+                continue
+            job = self._queue.submit_unless_exists(
+                JobSpec(
+                    study_instance_uid=facts.study_instance_uid,
+                    series_instance_uid=facts.series_instance_uid,
+                    model_name=model.name,
+                    model_version=model.version,
+                    source=LOCAL_SOURCE,
+                    destinations=self._destinations,
+                    origin="routing",
+                )
+            )
+            if job is not None:
+                logger.info("routed a received series to %s: job %s", model.key, job.id)
+                created.append(job)
+                if self.on_job is not None:
+                    self.on_job(job)
+        return created
+
+    def start(self, *, interval_s: float) -> None:
+        """Check the candidates every ``interval_s`` seconds in a background thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._loop, args=(interval_s,), name="radserve-routing", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, *, timeout_s: float = 10.0) -> bool:
+        """Stop the thread; ``False`` if it is still running."""
+        self._stop.set()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    def _loop(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.run_due()
+            except Exception:  # keep routing; the candidates stay and are checked again
+                logger.exception("routing pass failed; retrying")

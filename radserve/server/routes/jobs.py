@@ -1,0 +1,279 @@
+"""The jobs API: ``POST /jobs`` (role ``submit``), ``GET /jobs``, ``GET /jobs/{id}`` and
+``GET /jobs/{id}/features`` (role ``read``).
+
+``POST /jobs`` takes ``{"study_instance_uid", "series_instance_uid"?, "model", "destinations"?,
+"source"?}``: ``model`` is ``name`` (its newest version) or ``name/version``; ``destinations``
+are names of configured destinations (default: all of them; ``[]`` for none); ``source`` is
+``local`` (default: the study must be in the store) or the name of a configured pull source.
+It answers 202 with the job and a ``Location`` header, 400 for an unknown destination or
+source, 404 for an unknown model or a study (series) the store does not hold, and 503 with
+``Retry-After`` when the queue is full. A job shows its state, stage, per-stage timings,
+error, result UIDs, one export record per destination (attempts, last error, next try) and,
+for a model with radiomics, ``radiomics``: the parameter set and per segment its label,
+name, volume, number of features and skipped features.
+
+``GET /jobs/{id}/features`` returns the job's whole feature table: JSON
+(``{"job_id", "parameter_set", "segments": [{label, segment, features: [{name, value,
+ibsi_code, unit, code}], skipped, ...}]}``), or PyRadiomics' batch CSV (one row per
+segment: ``Case`` the job id, ``Image`` the series, ``Mask`` the SEG, then one column per
+feature) with ``?format=csv`` or ``Accept: text/csv``. A job without findings has an empty
+table. 404 for an unknown job and for a job without a feature table (its model computes no
+radiomics, or it has not finished).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from radserve.radiomics.runner import feature_csv
+from radserve.server.auth import require_role
+from radserve.server.deps import get_context
+from radserve.server.errors import (
+    MalformedRequestError,
+    NotAcceptableError,
+    ServiceBusyError,
+)
+from radserve.server.jobs.queue import Job, JobFeatures, JobSpec, JobState
+from radserve.server.services import get_services
+from radserve.server.settings import LOCAL_SOURCE, Role
+from radserve.server.store.instances import InstanceNotFoundError, InstanceQuery, QueryLevel
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+_UID = r"^[0-9]+(\.[0-9]+)*$"
+_MODEL = r"^[a-z0-9][a-z0-9._-]*(/[0-9A-Za-z.+-]+)?$"
+MAX_LIMIT = 1000
+CSV = "text/csv"
+JSON = "application/json"
+
+
+class JobRequest(BaseModel):
+    """The body of ``POST /jobs``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    study_instance_uid: str = Field(pattern=_UID, max_length=64)
+    series_instance_uid: str | None = Field(default=None, pattern=_UID, max_length=64)
+    model: str = Field(pattern=_MODEL, max_length=130)
+    destinations: list[str] | None = Field(default=None, max_length=64)
+    source: str = Field(default=LOCAL_SOURCE, max_length=64)
+
+
+def _time(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds")
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    """The JSON view of a job."""
+    spec = job.spec
+    return {
+        "id": job.id,
+        "state": job.state.value,
+        "stage": job.stage.value,
+        "origin": spec.origin,
+        "study_instance_uid": spec.study_instance_uid,
+        "series_instance_uid": spec.series_instance_uid,
+        "model": {"name": spec.model_name, "version": spec.model_version},
+        "source": spec.source,
+        "destinations": list(spec.destinations),
+        "attempts": job.attempts,
+        "provider": job.provider,
+        "created_at": _time(job.created_at),
+        "started_at": _time(job.started_at),
+        "finished_at": _time(job.finished_at),
+        "updated_at": _time(job.updated_at),
+        "timings_s": dict(job.timings_s),
+        "error": job.error,
+        "results": [
+            {
+                "kind": r.kind,
+                "series_instance_uid": r.series_instance_uid,
+                "sop_instance_uid": r.sop_instance_uid,
+            }
+            for r in job.results
+        ],
+        "exports": [
+            {
+                "destination": e.destination,
+                "state": e.state.value,
+                "attempts": e.attempts,
+                "last_error": e.last_error,
+                "next_attempt_at": _time(e.next_attempt_at),
+                "delivered_at": _time(e.delivered_at),
+            }
+            for e in job.exports
+        ],
+        "radiomics": _features_json(job.id, job.features),
+    }
+
+
+def _features_json(job_id: str, features: JobFeatures | None) -> dict[str, Any] | None:
+    if features is None:
+        return None
+    return {
+        "parameter_set": features.parameter_set,
+        "feature_table": f"/jobs/{job_id}/features",
+        "segments": [
+            {
+                "label": s.label,
+                "segment": s.segment,
+                "volume_mm3": s.volume_mm3,
+                "feature_count": s.feature_count,
+                "skipped": [{"name": name, "reason": reason} for name, reason in s.skipped],
+            }
+            for s in features.summary
+        ],
+    }
+
+
+@router.post(
+    "", status_code=202, summary="Create a job", dependencies=[Depends(require_role(Role.SUBMIT))]
+)
+def create_job(body: JobRequest, request: Request) -> JSONResponse:
+    """Queue a job running a model on a study or series."""
+    context = get_context(request)
+    services = get_services(request)
+    settings = context.settings
+    model = services.registry.resolve(body.model)
+    configured = [d.name for d in settings.destinations]
+    destinations = (
+        configured if body.destinations is None else list(dict.fromkeys(body.destinations))
+    )
+    unknown = [name for name in destinations if name not in configured]
+    if unknown:
+        raise MalformedRequestError(
+            f"unknown destinations {unknown} (configured: {configured or 'none'})"
+        )
+    sources = [LOCAL_SOURCE, *(s.name for s in settings.pull_sources)]
+    if body.source not in sources:
+        raise MalformedRequestError(f"unknown source {body.source!r} (configured: {sources})")
+    if body.source == LOCAL_SOURCE:
+        _check_in_store(request, body.study_instance_uid, body.series_instance_uid)
+    retry_after_s = context.backpressure()  # the queue is full
+    if retry_after_s is not None:
+        raise ServiceBusyError("the job queue is full; retry later", retry_after_s=retry_after_s)
+    job = services.queue.submit(
+        JobSpec(
+            study_instance_uid=body.study_instance_uid,
+            series_instance_uid=body.series_instance_uid,
+            model_name=model.name,
+            model_version=model.version,
+            source=body.source,
+            destinations=tuple(destinations),
+            origin="api",
+        )
+    )
+    services.workers.wake()
+    return JSONResponse(job_json(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
+
+
+def _check_in_store(request: Request, study: str, series: str | None) -> None:
+    level = QueryLevel.SERIES if series else QueryLevel.STUDY
+    query = InstanceQuery(
+        level=level, study_instance_uid=study, series_instance_uid=series, limit=1
+    )
+    if not get_context(request).store.search(query):
+        what = "series" if series else "study"
+        raise InstanceNotFoundError(f"no such {what} in the store (use a pull source?)")
+
+
+@router.get("", summary="List jobs", dependencies=[Depends(require_role(Role.READ))])
+def list_jobs(
+    request: Request,
+    state: JobState | None = None,
+    study_instance_uid: Annotated[str | None, Query(pattern=_UID, max_length=64)] = None,
+    series_instance_uid: Annotated[str | None, Query(pattern=_UID, max_length=64)] = None,
+    model: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, list[dict[str, Any]]]:
+    """Jobs matching the filters, newest first."""
+    jobs = get_services(request).queue.find(
+        state=state,
+        study_instance_uid=study_instance_uid,
+        series_instance_uid=series_instance_uid,
+        model_name=model,
+        limit=limit,
+        offset=offset,
+    )
+    return {"jobs": [job_json(job) for job in jobs]}
+
+
+@router.get("/{job_id}", summary="One job", dependencies=[Depends(require_role(Role.READ))])
+def get_job(job_id: str, request: Request) -> dict[str, Any]:
+    """A job: state, stage, timings, error, results and exports."""
+    return job_json(get_services(request).queue.get(job_id))
+
+
+@router.get(
+    "/{job_id}/features",
+    summary="A job's radiomic feature table (JSON or CSV)",
+    dependencies=[Depends(require_role(Role.READ))],
+    response_model=None,
+)
+def get_job_features(
+    job_id: str,
+    request: Request,
+    format_name: Annotated[str | None, Query(alias="format", pattern="^(json|csv)$")] = None,
+) -> Response:
+    """The job's feature table: JSON, or CSV with ``?format=csv`` or ``Accept: text/csv``."""
+    queue = get_services(request).queue
+    parameter_set, segments = queue.feature_table(job_id)
+    media_type = format_media_type(format_name, request.headers.get("accept"))
+    if media_type == CSV:
+        job = queue.get(job_id)
+        seg = [r.sop_instance_uid for r in job.results if r.kind == "SEG"]
+        text = feature_csv(
+            segments,
+            case=job_id,
+            image=job.spec.series_instance_uid or "",
+            mask=seg[0] if seg else "",
+        )
+        return Response(
+            text,
+            media_type=CSV,
+            headers={"Content-Disposition": f'attachment; filename="{job_id}-features.csv"'},
+        )
+    return JSONResponse({"job_id": job_id, "parameter_set": parameter_set, "segments": segments})
+
+
+def format_media_type(format_name: str | None, accept: str | None) -> str:
+    """JSON or CSV: the ``format`` parameter wins, else the Accept header's preference.
+
+    Raises:
+        NotAcceptableError: Accept lists neither JSON nor CSV (nor a wildcard).
+    """
+    if format_name is not None:
+        return CSV if format_name == "csv" else JSON
+    if not accept:
+        return JSON
+    best: tuple[float, int, str] | None = None
+    for position, part in enumerate(accept.split(",")):
+        media, _, params = part.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        media = media.strip().lower()
+        offered = {JSON: JSON, CSV: CSV, "application/*": JSON, "text/*": CSV, "*/*": JSON}
+        if media in offered and quality > 0:
+            candidate = (quality, -position, offered[media])
+            if best is None or candidate > best:
+                best = candidate
+    if best is None:
+        raise NotAcceptableError(f"the feature table is available as {JSON} or {CSV}")
+    return best[2]

@@ -1,0 +1,163 @@
+"""QIDO-RS (PS3.18 10.6): search studies, series and instances.
+
+Query parameters: matching keys by keyword or tag (``PatientID=...``, ``00100020=...``) with
+the matching the store implements (:mod:`radserve.server.store.query`), ``limit``,
+``offset``, ``includefield`` (checked; every indexed attribute is returned anyway) and
+``fuzzymatching`` (accepted, ignored: matching is never fuzzy). A key the store cannot match
+on is a 400 naming it.
+
+Results: a DICOM JSON array, with the Retrieve URL of each result; no match is 200 with
+``[]`` (PS3.18 2026a 11.9.3.1 allows 204 only in older editions). At most
+:data:`MAX_RESULTS` results per request; when more match, a ``Warning`` header says so and
+``offset`` pages on.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydicom.datadict import keyword_for_tag
+
+from radserve.server.auth import require_role
+from radserve.server.deps import dicom_json_response, dicomweb_url, get_context
+from radserve.server.settings import Role
+from radserve.server.store.instances import InstanceQuery, QueryError, QueryLevel
+from radserve.server.store.query import check_keyword
+
+router = APIRouter(
+    prefix="/dicomweb", tags=["QIDO-RS"], dependencies=[Depends(require_role(Role.READ))]
+)
+
+MAX_RESULTS = 5000
+_TAG = re.compile(r"[0-9A-Fa-f]{8}")
+_RETRIEVE_URL = "00081190"
+_MORE_RESULTS = '299 radserve "There are additional results that can be requested"'
+
+
+def _keyword(key: str) -> str:
+    if _TAG.fullmatch(key):
+        keyword = keyword_for_tag(int(key, 16))
+        if not keyword:
+            raise QueryError(f"{key} is not a known DICOM attribute tag")
+        return keyword
+    if "." in key:
+        raise QueryError("sequence matching (dotted attribute paths) is not supported")
+    check_keyword(key)
+    return key
+
+
+def _non_negative(name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise QueryError(f"{name} must be a non-negative integer") from exc
+    if number < 0:
+        raise QueryError(f"{name} must be a non-negative integer")
+    return number
+
+
+def parse_query(
+    request: Request,
+    level: QueryLevel,
+    *,
+    study_instance_uid: str | None = None,
+    series_instance_uid: str | None = None,
+) -> InstanceQuery:
+    """The store query of a QIDO-RS request.
+
+    Raises:
+        QueryError: A malformed or unsupported parameter.
+    """
+    match: dict[str, str] = {}
+    limit = MAX_RESULTS
+    offset = 0
+    for key, value in request.query_params.multi_items():
+        if key == "limit":
+            limit = min(_non_negative(key, value), MAX_RESULTS)
+        elif key == "offset":
+            offset = _non_negative(key, value)
+        elif key == "includefield":
+            for field in value.split(","):
+                if field.strip() and field.strip() != "all":
+                    _keyword(field.strip())
+        elif key == "fuzzymatching":
+            if value.lower() not in ("true", "false"):
+                raise QueryError("fuzzymatching must be true or false")
+        else:
+            keyword = _keyword(key)
+            if keyword in match:
+                raise QueryError(f"{keyword} is given more than once")
+            match[keyword] = value
+    return InstanceQuery(
+        level=level,
+        match=match,
+        study_instance_uid=study_instance_uid,
+        series_instance_uid=series_instance_uid,
+        limit=limit + 1,  # one more, to know whether more match
+        offset=offset,
+    )
+
+
+def _search(request: Request, query: InstanceQuery) -> Response:
+    results = get_context(request).store.search(query)
+    limit = (query.limit or 1) - 1
+    headers = {"Warning": _MORE_RESULTS} if len(results) > limit else {}
+    base = dicomweb_url(request)
+    for result in results[:limit]:
+        result[_RETRIEVE_URL] = {"vr": "UR", "Value": [_retrieve_url(base, query.level, result)]}
+    return dicom_json_response(results[:limit], headers=headers)
+
+
+def _retrieve_url(base: str, level: QueryLevel, result: dict[str, Any]) -> str:
+    def uid(tag: str) -> str:
+        return str(result[tag]["Value"][0])
+
+    url = f"{base}/studies/{uid('0020000D')}"
+    if level is not QueryLevel.STUDY:
+        url += f"/series/{uid('0020000E')}"
+    if level is QueryLevel.IMAGE:
+        url += f"/instances/{uid('00080018')}"
+    return url
+
+
+@router.get("/studies", summary="Search for studies")
+def search_studies(request: Request) -> Response:
+    """Studies matching the query parameters."""
+    return _search(request, parse_query(request, QueryLevel.STUDY))
+
+
+@router.get("/series", summary="Search for series of any study")
+def search_series(request: Request) -> Response:
+    """Series of any study matching the query parameters."""
+    return _search(request, parse_query(request, QueryLevel.SERIES))
+
+
+@router.get("/studies/{study}/series", summary="Search for series of a study")
+def search_study_series(request: Request, study: str) -> Response:
+    """Series of one study matching the query parameters."""
+    return _search(request, parse_query(request, QueryLevel.SERIES, study_instance_uid=study))
+
+
+@router.get("/instances", summary="Search for instances of any study")
+def search_instances(request: Request) -> Response:
+    """Instances of any study matching the query parameters."""
+    return _search(request, parse_query(request, QueryLevel.IMAGE))
+
+
+@router.get("/studies/{study}/instances", summary="Search for instances of a study")
+def search_study_instances(request: Request, study: str) -> Response:
+    """Instances of one study matching the query parameters."""
+    return _search(request, parse_query(request, QueryLevel.IMAGE, study_instance_uid=study))
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances", summary="Search for instances of a series"
+)
+def search_series_instances(request: Request, study: str, series: str) -> Response:
+    """Instances of one series matching the query parameters."""
+    query = parse_query(
+        request, QueryLevel.IMAGE, study_instance_uid=study, series_instance_uid=series
+    )
+    return _search(request, query)

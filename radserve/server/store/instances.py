@@ -1,0 +1,553 @@
+"""The durable instance store: DICOM files on disk plus a SQLite index.
+
+Layout under ``data_dir``::
+
+    instances/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm
+    index.sqlite3      (WAL mode, synchronous=FULL)
+    tmp/               (files being received; emptied when the store opens)
+    .lock              (one process at a time: the index is embedded)
+
+Durability: an instance is reported stored only once its file is fsynced, renamed into place,
+its folder fsynced and its index row committed. Instances arrive in batches
+(:meth:`InstanceStore.batch`), one per STOW-RS request, so that a request costs one fsync per
+file (issued concurrently, so the file system commits its journal for many at once), one per
+new folder, and two index commits.
+
+Crash rule: **the index is the truth**. Queries and retrieval go through the index only, so a
+file without an index row is invisible. Before files of a batch are renamed into place their
+paths are committed to a ``pending_files`` journal; when the store opens, each journalled file
+that exists is indexed (it was fully written, fsynced and validated before the rename; its
+sender was not answered, will retry, and a retry of identical bytes is a no-op), and the
+journal is cleared. A file under ``instances/`` that is neither indexed nor journalled (copied
+there by hand) stays invisible, and a later store of that instance replaces it.
+
+Duplicates: storing a SOP Instance UID again with identical bytes is a successful no-op;
+with different bytes it fails with :class:`DuplicateInstanceError` unless the store was
+opened with ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import re
+import sqlite3
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+from pydicom.dataset import Dataset
+
+from radserve.dicom_io.errors import (
+    DicomIOError,
+    DuplicateInstanceError,
+    InstanceNotFoundError,
+    InstanceRejectedError,
+    InvalidDicomError,
+    QueryError,
+    StoreError,
+    StoreFullError,
+)
+from radserve.dicom_io.reading.enhanced import text_value
+from radserve.dicom_io.reading.instances import DEFAULT_MAX_INSTANCE_BYTES, read_instance
+from radserve.dicom_io.reading.transfer_syntax import check_transfer_syntax
+from radserve.server.store.batch import (
+    BatchOutcome,
+    FailedInstance,
+    IngestBatch,
+    PendingInstance,
+    StoredInstance,
+)
+from radserve.server.store.files import (
+    StagedFile,
+    fsync_folder,
+    fsync_path,
+    make_parents,
+    read_received,
+    sha256_of,
+    transfer_syntax_of,
+)
+from radserve.server.store.index import (
+    IndexDatabase,
+    IndexRows,
+    QueryLevel,
+    index_rows,
+    insert_rows,
+    transaction,
+)
+from radserve.server.store.query import InstanceQuery, result_json, search_sql
+
+__all__ = [
+    "BatchOutcome",
+    "DuplicateInstanceError",
+    "FailedInstance",
+    "IngestBatch",
+    "InstanceNotFoundError",
+    "InstanceQuery",
+    "InstanceRejectedError",
+    "InstanceStore",
+    "QueryError",
+    "QueryLevel",
+    "StagedFile",
+    "StoreError",
+    "StoreFullError",
+    "StoredInstance",
+]
+
+logger = logging.getLogger(__name__)
+
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+_SYNC_THREADS = 8
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+class InstanceStore:
+    """DICOM instances on disk with a SQLite index; thread-safe.
+
+    Args:
+        data_dir: The store's folder (created if missing).
+        overwrite: Replace a stored instance by a different one with the same SOP Instance
+            UID instead of refusing it.
+        max_instance_bytes: Refuse larger instances.
+        max_instances_per_study: Refuse instances beyond this many in one study.
+
+    Raises:
+        StoreError: The folder is not writable, the index cannot be opened, or another
+            process has the store open.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        overwrite: bool = False,
+        max_instance_bytes: int = DEFAULT_MAX_INSTANCE_BYTES,
+        max_instances_per_study: int | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.overwrite = overwrite
+        self.max_instance_bytes = max_instance_bytes
+        self.max_instances_per_study = max_instances_per_study
+        self._tmp_dir = self.data_dir / "tmp"
+        try:
+            self._tmp_dir.mkdir(parents=True, exist_ok=True)
+            (self.data_dir / "instances").mkdir(exist_ok=True)
+            self._lock_file = (self.data_dir / ".lock").open("a")
+        except OSError as exc:
+            raise StoreError(f"store folder cannot be written ({_reason(exc)})") from exc
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            self._lock_file.close()
+            raise StoreError("the store is open in another process (or store object)") from exc
+        self._sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="store-fsync")
+        try:
+            self._index = IndexDatabase(self.data_dir / "index.sqlite3")
+        except sqlite3.Error as exc:
+            self._release()
+            raise StoreError(f"index cannot be opened ({exc})") from exc
+        try:
+            self._recover()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the index and release the folder lock."""
+        if not self._lock_file.closed:
+            self._index.close()
+            self._release()
+
+    def _release(self) -> None:
+        self._sync_pool.shutdown()
+        fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        self._lock_file.close()
+
+    def __enter__(self) -> InstanceStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _recover(self) -> None:
+        """Empty ``tmp`` and index the files of an interrupted commit (module docstring)."""
+        for leftover in self._tmp_dir.iterdir():
+            if leftover.is_file():
+                leftover.unlink()
+        with self._index.writing() as db:
+            paths = [row[0] for row in db.execute("SELECT path FROM pending_files")]
+            indexed = 0
+            for relative in paths:
+                path = self.data_dir / relative
+                if path.is_file():
+                    try:
+                        rows = self._rows_of_file(path)
+                    except DicomIOError:
+                        path.unlink()  # cannot happen for a validated file; never acknowledged
+                        continue
+                    with transaction(db):
+                        insert_rows(db, rows)
+                    indexed += 1
+            if paths:
+                with transaction(db):
+                    db.execute("DELETE FROM pending_files")
+                logger.warning(
+                    "store recovery: %d of %d files of an interrupted commit indexed",
+                    indexed,
+                    len(paths),
+                )
+
+    def _rows_of_file(self, path: Path) -> IndexRows:
+        ds = read_instance(path, stop_before_pixels=True, max_bytes=self.max_instance_bytes)
+        values = self._file_values(ds, path, path.stat().st_size, sha256_of(path))
+        return index_rows(ds, file_values=values)
+
+    # --- storing -----------------------------------------------------------------------
+
+    def staged_file(self) -> StagedFile:
+        """A new empty file in ``tmp`` to receive an instance into (for :meth:`IngestBatch.add`)."""
+        try:
+            return StagedFile(self._tmp_dir / f"{uuid.uuid4().hex}.part")
+        except OSError as exc:
+            raise _io_error("a staging file cannot be created", exc) from exc
+
+    def batch(self) -> IngestBatch:
+        """A new batch of instances to store together."""
+        return IngestBatch(self)
+
+    def store(
+        self, source: str | Path | bytes | BinaryIO, *, study_instance_uid: str | None = None
+    ) -> StoredInstance:
+        """Store one instance from a file, bytes or a binary stream (copied, not moved).
+
+        Raises:
+            InvalidDicomError: Not a readable instance (garbage, truncated, too large).
+            UnsupportedTransferSyntaxError: Pixel data in a syntax radserve cannot decode.
+            InstanceRejectedError: Missing or malformed UIDs, or not in the expected study.
+            DuplicateInstanceError: Stored already with different content.
+            StoreFullError: Out of space or over the study's instance limit.
+            StoreError: The file or the index cannot be written.
+        """
+        staged = self.staged_file()
+        try:
+            if isinstance(source, bytes | bytearray | memoryview):
+                staged.write(source)
+            elif isinstance(source, str | Path):
+                with Path(source).open("rb") as fp:
+                    staged.copy_from(fp)
+            else:
+                staged.copy_from(source)
+        except OSError as exc:
+            staged.discard()
+            raise InvalidDicomError(f"instance cannot be read ({_reason(exc)})") from exc
+        except BaseException:
+            staged.discard()
+            raise
+        batch = self.batch()
+        batch.add(staged, study_instance_uid=study_instance_uid)
+        outcome = batch.commit()
+        if outcome.failed:
+            raise outcome.failed[0].error
+        return outcome.stored[0]
+
+    def _validate(
+        self, staged: StagedFile, study_instance_uid: str | None
+    ) -> PendingInstance | FailedInstance:
+        size = staged.size_bytes
+        try:
+            ds = read_received(
+                staged.path,
+                size=size,
+                max_bytes=self.max_instance_bytes,
+                data=staged.take_bytes(),
+            )
+        except DicomIOError as exc:
+            return FailedInstance("", "", exc)
+        sop_class_uid = text_value(ds, "SOPClassUID")
+        sop_instance_uid = text_value(ds, "SOPInstanceUID")
+        try:
+            _check_instance(ds, study_instance_uid)
+        except DicomIOError as exc:
+            return FailedInstance(sop_class_uid, sop_instance_uid, exc)
+        study, series = text_value(ds, "StudyInstanceUID"), text_value(ds, "SeriesInstanceUID")
+        path = self.data_dir / "instances" / study / series / f"{sop_instance_uid}.dcm"
+        values = self._file_values(ds, path, size, staged.sha256)
+        instance = StoredInstance(
+            study_instance_uid=study,
+            series_instance_uid=series,
+            sop_instance_uid=sop_instance_uid,
+            sop_class_uid=sop_class_uid,
+            transfer_syntax_uid=values["transfer_syntax_uid"],
+            path=path,
+            size_bytes=size,
+            sha256=staged.sha256,
+        )
+        return PendingInstance(staged, instance, index_rows(ds, file_values=values))
+
+    def _file_values(self, ds: Dataset, path: Path, size: int, sha256: str) -> dict[str, Any]:
+        return {
+            "transfer_syntax_uid": transfer_syntax_of(ds),
+            "path": str(path.relative_to(self.data_dir)),
+            "size_bytes": size,
+            "sha256": sha256,
+            "stored_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+    def _commit(self, items: list[PendingInstance | FailedInstance]) -> BatchOutcome:
+        pending = [item for item in items if isinstance(item, PendingInstance)]
+        results: dict[int, StoredInstance | FailedInstance] = {
+            k: item for k, item in enumerate(items) if isinstance(item, FailedInstance)
+        }
+        try:  # outside the lock; concurrent fsyncs share the file system's journal commits
+            list(self._sync_pool.map(fsync_path, [item.staged.path for item in pending]))
+        except OSError as exc:
+            error = _io_error("a received file cannot be synced", exc)
+            for k, entry in enumerate(items):
+                if isinstance(entry, PendingInstance):
+                    results[k] = _failed(entry.instance, error)
+        else:
+            with self._index.writing() as db:
+                try:
+                    accepted, replaced = self._classify(db, items, results)
+                    self._publish(db, [item for _, item in accepted], replaced)
+                except (OSError, sqlite3.Error) as exc:
+                    error = _io_error("instances cannot be stored", exc)
+                    for k, entry in enumerate(items):
+                        if isinstance(entry, PendingInstance):
+                            results[k] = _failed(entry.instance, error)
+        for item in pending:
+            item.staged.discard()  # nothing left to delete for files renamed into place
+        ordered = [results[k] for k in sorted(results)]
+        return BatchOutcome(
+            tuple(r for r in ordered if isinstance(r, StoredInstance)),
+            tuple(r for r in ordered if isinstance(r, FailedInstance)),
+        )
+
+    def _classify(
+        self,
+        db: sqlite3.Connection,
+        items: list[PendingInstance | FailedInstance],
+        results: dict[int, StoredInstance | FailedInstance],
+    ) -> tuple[list[tuple[int, PendingInstance]], list[Path]]:
+        """Decide, under the write lock, what each pending instance becomes."""
+        accepted: list[tuple[int, PendingInstance]] = []
+        replaced: list[Path] = []
+        batch_sops: dict[str, PendingInstance] = {}
+        batch_series: dict[str, str] = {}
+        batch_counts: dict[str, int] = {}
+        for k, item in enumerate(items):
+            if not isinstance(item, PendingInstance):
+                continue
+            inst = item.instance
+            failure: DicomIOError | None = None
+            earlier = batch_sops.get(inst.sop_instance_uid)
+            row = db.execute(
+                "SELECT sha256, size_bytes, path, study_instance_uid, series_instance_uid "
+                "FROM instances WHERE sop_instance_uid = ?",
+                (inst.sop_instance_uid,),
+            ).fetchone()
+            series_study = batch_series.get(inst.series_instance_uid) or _scalar(
+                db,
+                "SELECT study_instance_uid FROM series WHERE series_instance_uid = ?",
+                inst.series_instance_uid,
+            )
+            if earlier is not None or row is not None:
+                same = (
+                    earlier.instance.sha256 == inst.sha256
+                    if earlier is not None
+                    else (row[0], row[1]) == (inst.sha256, inst.size_bytes)
+                )
+                if same:
+                    existing = earlier.instance if earlier is not None else None
+                    path = existing.path if existing else self.data_dir / row[2]
+                    results[k] = _replace(inst, path=path, created=False)
+                    continue
+                if not self.overwrite or earlier is not None:
+                    failure = DuplicateInstanceError(
+                        "an instance with this SOP Instance UID is stored already, with "
+                        "different content"
+                    )
+            if failure is None and series_study and series_study != inst.study_instance_uid:
+                failure = InstanceRejectedError(
+                    "the instance's series is stored already under another study"
+                )
+            if failure is None and self.max_instances_per_study is not None and row is None:
+                count = batch_counts.get(inst.study_instance_uid)
+                if count is None:
+                    count = int(
+                        _scalar(
+                            db,
+                            "SELECT COUNT(*) FROM instances WHERE study_instance_uid = ?",
+                            inst.study_instance_uid,
+                        )
+                        or 0
+                    )
+                if count >= self.max_instances_per_study:
+                    failure = StoreFullError(
+                        f"the study holds the maximum of {self.max_instances_per_study} instances"
+                    )
+                batch_counts[inst.study_instance_uid] = count + 1
+            if failure is not None:
+                results[k] = FailedInstance(inst.sop_class_uid, inst.sop_instance_uid, failure)
+                continue
+            if row is not None and self.data_dir / row[2] != inst.path:
+                replaced.append(self.data_dir / row[2])
+            accepted.append((k, item))
+            results[k] = inst
+            batch_sops[inst.sop_instance_uid] = item
+            batch_series[inst.series_instance_uid] = inst.study_instance_uid
+        return accepted, replaced
+
+    def _publish(
+        self, db: sqlite3.Connection, accepted: list[PendingInstance], replaced: list[Path]
+    ) -> None:
+        """Journal, rename into place, fsync folders, index; ``db`` is the held writer."""
+        if not accepted:
+            return
+        relative = [str(item.instance.path.relative_to(self.data_dir)) for item in accepted]
+        with transaction(db):
+            db.executemany(
+                "INSERT OR IGNORE INTO pending_files (path) VALUES (?)", [(p,) for p in relative]
+            )
+        folders: set[Path] = set()
+        for item in accepted:
+            target = item.instance.path
+            folders.update(make_parents(target.parent, self.data_dir))
+            os.replace(item.staged.path, target)
+            folders.add(target.parent)
+        list(self._sync_pool.map(fsync_folder, sorted(folders)))
+        with transaction(db):
+            for item in accepted:
+                insert_rows(db, item.rows)
+            db.executemany("DELETE FROM pending_files WHERE path = ?", [(p,) for p in relative])
+        for path in replaced:
+            path.unlink(missing_ok=True)
+
+    # --- reading -----------------------------------------------------------------------
+
+    def search(self, query: InstanceQuery) -> list[dict[str, Any]]:
+        """Studies, series or instances matching a query (see :mod:`.store_query`), as DICOM
+        JSON objects (PS3.18 F.2). Series and instance results include the attributes of
+        their study (and series).
+
+        Raises:
+            QueryError: Unsupported matching key or malformed value.
+        """
+        sql, params = search_sql(query)
+        try:
+            rows = self._index.reader().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"index query failed ({exc})") from exc
+        return [result_json(query.level, row) for row in rows]
+
+    def get_instances(
+        self,
+        study_instance_uid: str,
+        series_instance_uid: str | None = None,
+        sop_instance_uid: str | None = None,
+    ) -> list[StoredInstance]:
+        """The instances of a study, series or one instance, in series and instance order.
+
+        Raises:
+            InstanceNotFoundError: None is stored.
+        """
+        sql = (
+            "SELECT i.study_instance_uid, i.series_instance_uid, i.sop_instance_uid, "
+            "i.sop_class_uid, i.transfer_syntax_uid, i.path, i.size_bytes, i.sha256 "
+            "FROM instances i JOIN series se ON se.series_instance_uid = i.series_instance_uid "
+            "WHERE i.study_instance_uid = ?"
+        )
+        params: list[str] = [study_instance_uid]
+        if series_instance_uid is not None:
+            sql += " AND i.series_instance_uid = ?"
+            params.append(series_instance_uid)
+        if sop_instance_uid is not None:
+            sql += " AND i.sop_instance_uid = ?"
+            params.append(sop_instance_uid)
+        sql += " ORDER BY se.series_number, se.series_instance_uid, i.instance_number, i.rowid"
+        try:
+            rows = self._index.reader().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"index query failed ({exc})") from exc
+        if not rows:
+            level = "instance" if sop_instance_uid else "series" if series_instance_uid else "study"
+            raise InstanceNotFoundError(f"no such {level} in the store")
+        return [
+            StoredInstance(
+                study_instance_uid=row[0],
+                series_instance_uid=row[1],
+                sop_instance_uid=row[2],
+                sop_class_uid=row[3],
+                transfer_syntax_uid=row[4],
+                path=self.data_dir / row[5],
+                size_bytes=int(row[6]),
+                sha256=row[7],
+                created=False,
+            )
+            for row in rows
+        ]
+
+    def check_ready(self) -> None:
+        """Raise :class:`StoreError` unless the folder is writable and the index answers."""
+        probe = self._tmp_dir / f"ready-{uuid.uuid4().hex}.probe"
+        try:
+            probe.write_bytes(b"ok")
+            probe.unlink()
+            self._index.reader().execute("SELECT COUNT(*) FROM studies").fetchone()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError("store is not ready (folder or index unavailable)") from exc
+
+
+def _replace(instance: StoredInstance, *, path: Path, created: bool) -> StoredInstance:
+    return StoredInstance(
+        **{**instance.__dict__, "path": path, "created": created},
+    )
+
+
+def _scalar(db: sqlite3.Connection, sql: str, value: str) -> Any:
+    row = db.execute(sql, (value,)).fetchone()
+    return row[0] if row else None
+
+
+def _failed(instance: StoredInstance, error: DicomIOError) -> FailedInstance:
+    return FailedInstance(instance.sop_class_uid, instance.sop_instance_uid, error)
+
+
+def _check_instance(ds: Dataset, study_instance_uid: str | None) -> None:
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+        value = text_value(ds, keyword)
+        if not value:
+            raise InstanceRejectedError(f"instance has no {keyword}")
+        if len(value) > 64 or not _UID.fullmatch(value):
+            raise InstanceRejectedError(f"instance has a malformed {keyword}")
+    if any(keyword in ds for keyword in _PIXEL_KEYWORDS):
+        check_transfer_syntax(transfer_syntax_of(ds))
+    if study_instance_uid is not None and text_value(ds, "StudyInstanceUID") != study_instance_uid:
+        raise InstanceRejectedError(
+            "instance is not in the study of the request (Study Instance UID differs)"
+        )
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def _io_error(what: str, exc: OSError | sqlite3.Error) -> StoreError:
+    """A store error naming the cause without paths (paths hold UIDs)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreFullError(f"{what}: no space left on the store's disk")
+    reason = _reason(exc) if isinstance(exc, OSError) else type(exc).__name__
+    logger.error("%s: %s", what, reason)
+    return StoreError(f"{what} ({reason})")

@@ -1,0 +1,193 @@
+"""The jobs, models and metrics endpoints of the whole app (workers not started), and bad
+uploads and tokens that must create no job."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from radserve.radiomics.params import load_parameter_set
+from radserve.server.app import ServerLifecycle, build_server
+from tests.onnx_models import SMALL_SET_FILE
+
+from .conftest import (
+    DICOM_MULTIPART,
+    STUDY_UID,
+    TINY_MODEL,
+    ModelPackageCase,
+    auth,
+    models_dir_with,
+    multipart,
+    server_settings,
+)
+
+pytestmark = pytest.mark.anyio
+
+Client = httpx.AsyncClient
+MakeClient = Callable[..., Awaitable[tuple[Client, ServerLifecycle]]]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def make_client(tmp_path: Path, tiny_package: ModelPackageCase) -> AsyncIterator[MakeClient]:
+    opened: list[tuple[Client, ServerLifecycle]] = []
+
+    async def make(**overrides: Any) -> tuple[Client, ServerLifecycle]:
+        settings = server_settings(
+            tmp_path,
+            models_dir_with(tmp_path, tiny_package),
+            destinations=[{"name": "pacs", "url": "http://127.0.0.1:9/dicom-web"}],
+            **overrides,
+        )
+        app, lifecycle = build_server(settings)
+        transport = httpx.ASGITransport(app=app)  # no lifespan: no workers
+        client = Client(transport=transport, base_url="http://testserver")
+        opened.append((client, lifecycle))
+        return client, lifecycle
+
+    yield make
+    for client, lifecycle in opened:
+        await client.aclose()
+        lifecycle.stop()
+
+
+async def _stow(client: Client, parts: list[bytes], **headers: str) -> httpx.Response:
+    return await client.post(
+        "/dicomweb/studies",
+        content=multipart(parts),
+        headers={**auth("submitter"), "Content-Type": DICOM_MULTIPART, **headers},
+    )
+
+
+async def test_post_jobs_checks_everything_before_queueing(
+    make_client: MakeClient, demo_ct_files: list[Path]
+) -> None:
+    client, _ = await make_client(routing_enabled=False)
+    body = {"study_instance_uid": STUDY_UID, "model": TINY_MODEL}
+
+    async def post(payload: dict[str, Any], who: str | None = "submitter") -> httpx.Response:
+        return await client.post("/jobs", json=payload, headers=auth(who) if who else {})
+
+    async def status(payload: dict[str, Any], who: str | None = "submitter") -> int:
+        return (await post(payload, who)).status_code
+
+    assert await status(body, None) == 401
+    wrong = await client.post("/jobs", json=body, headers={"Authorization": "Bearer x"})
+    assert wrong.status_code == 401
+    assert await status(body, "reader") == 403
+    assert await status({**body, "study_instance_uid": "1.2.abc"}) == 400
+    extra = await post({**body, "priority": 1})
+    assert extra.json()["error"].startswith("invalid request: body.priority")
+    assert await status({**body, "model": "lung"}) == 404
+    unknown = await post({**body, "destinations": ["elsewhere"]})
+    assert unknown.json() == {"error": "unknown destinations ['elsewhere'] (configured: ['pacs'])"}
+    assert await status({**body, "source": "cloud"}) == 400
+    not_stored = await post(body)
+    assert not_stored.status_code == 404 and "no such study in the store" in not_stored.text
+
+    assert (await _stow(client, [p.read_bytes() for p in demo_ct_files])).status_code == 200
+    created = await post({**body, "destinations": []})
+    assert created.status_code == 202
+    job = created.json()
+    assert created.headers["Location"] == f"/jobs/{job['id']}"
+    assert (job["state"], job["stage"], job["origin"], job["destinations"]) == (
+        "queued",
+        "queued",
+        "api",
+        [],
+    )
+    assert job["model"] == {"name": TINY_MODEL, "version": "1.0.0"}
+    assert (await post(body)).json()["destinations"] == ["pacs"]  # default: every destination
+
+    read = await client.get(f"/jobs/{job['id']}", headers=auth("reader"))
+    assert read.json()["id"] == job["id"]
+    assert read.json()["radiomics"] is None  # not run yet
+    assert (await client.get(f"/jobs/{job['id']}", headers=auth("submitter"))).status_code == 403
+    assert (await client.get("/jobs/nope", headers=auth("reader"))).status_code == 404
+    listed = await client.get(
+        "/jobs", params={"state": "queued", "limit": 1}, headers=auth("reader")
+    )
+    assert len(listed.json()["jobs"]) == 1
+    for params in ({"state": "lost"}, {"limit": 0}):
+        assert (await client.get("/jobs", params=params, headers=auth("reader"))).status_code == 400
+
+
+async def test_a_full_queue_answers_503_with_retry_after(
+    make_client: MakeClient, demo_ct_files: list[Path]
+) -> None:
+    client, _ = await make_client(queue_max_jobs=1, routing_enabled=False)
+    files = [p.read_bytes() for p in demo_ct_files]
+    assert (await _stow(client, files)).status_code == 200
+    body = {"study_instance_uid": STUDY_UID, "model": TINY_MODEL}
+    assert (await client.post("/jobs", json=body, headers=auth("submitter"))).status_code == 202
+    busy = await client.post("/jobs", json=body, headers=auth("submitter"))
+    assert (busy.status_code, busy.headers["Retry-After"]) == (503, "30")
+    stow = await _stow(client, files)
+    assert (stow.status_code, stow.headers["Retry-After"]) == (503, "30")
+
+
+async def test_models_metrics_and_readiness(
+    make_client: MakeClient, tiny_package: ModelPackageCase
+) -> None:
+    client, _ = await make_client()
+    [model] = (await client.get("/models", headers=auth("reader"))).json()["models"]
+    assert (model["name"], model["version"], model["provider"]) == (
+        TINY_MODEL,
+        "1.0.0",
+        "CPUExecutionProvider",
+    )
+    assert model["input"]["modalities"] == ["CT"]
+    small = load_parameter_set(tiny_package.directory / SMALL_SET_FILE)
+    assert model["radiomics"] == {
+        "parameter_set": "small",
+        "sha256": small.sha256,
+        "identifier": small.identifier,
+    }
+    assert (await client.get("/models", headers=auth("submitter"))).status_code == 403
+
+    for who in ("reader", "operator"):
+        metrics = await client.get("/metrics", headers=auth(who))
+        assert metrics.status_code == 200
+        assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = metrics.text
+    assert 'radserve_jobs{state="queued"} 0\n' in text
+    assert "radserve_queue_depth 0\n" in text
+    assert 'radserve_exports_pending{destination="pacs"} 0\n' in text
+    assert (await client.get("/metrics", headers=auth("submitter"))).status_code == 403
+    assert (await client.get("/metrics")).status_code == 401
+
+    ready = (await client.get("/readyz")).json()
+    assert ready["checks"] == {"store": "ok", "models": "ok", "queue": "ok", "workers": "ok"}
+
+
+async def test_bad_uploads_and_tokens_create_no_job(
+    make_client: MakeClient, demo_ct_files: list[Path]
+) -> None:
+    client, lifecycle = await make_client(routing_stable_s=0, max_request_bytes=2 * 1024 * 1024)
+    good = demo_ct_files[0].read_bytes()
+    assert (await _stow(client, [b"not dicom at all" * 100])).status_code == 400
+    assert (await _stow(client, [good[: len(good) // 2]])).status_code == 400
+    wrong_type = await client.post(
+        "/dicomweb/studies",
+        content=good,
+        headers={**auth("submitter"), "Content-Type": "application/json"},
+    )
+    assert wrong_type.status_code == 415
+    oversized = await _stow(client, [good] * (2 * 1024 * 1024 // len(good) + 2))
+    assert oversized.status_code == 413
+    no_token = await client.post(
+        "/dicomweb/studies", content=multipart([good]), headers={"Content-Type": DICOM_MULTIPART}
+    )
+    assert no_token.status_code == 401
+    assert (await _stow(client, [good], Authorization="Bearer wrong-token")).status_code == 401
+    assert (await _stow(client, [good], **auth("reader"))).status_code == 403
+    assert lifecycle.router is not None and lifecycle.router.run_due() == []
+    assert (await client.get("/jobs", headers=auth("reader"))).json() == {"jobs": []}

@@ -1,0 +1,81 @@
+"""Routing: a stable received series that a model accepts gets exactly one job."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from radserve.inference.runtime import CPU, RuntimeSettings
+from radserve.server.jobs.queue import JobQueue, JobState
+from radserve.server.jobs.routing import ObservedStore, Router, SeriesFacts, mismatch, series_facts
+from radserve.server.registry import ModelRegistry
+
+from .conftest import STUDY_UID, ModelPackageCase, models_dir_with
+
+
+@pytest.fixture
+def parts(
+    tmp_path: Path, tiny_package: ModelPackageCase
+) -> Iterator[tuple[ObservedStore, JobQueue, ModelRegistry]]:
+    registry = ModelRegistry(
+        models_dir_with(tmp_path, tiny_package), runtime=RuntimeSettings(providers=(CPU,))
+    )
+    store = ObservedStore(tmp_path / "data")
+    queue = JobQueue(tmp_path / "data", lease_s=60, max_attempts=3)
+    yield store, queue, registry
+    queue.close()
+    store.close()
+
+
+def _store_all(store: ObservedStore, files: list[Path]) -> None:
+    with store.batch() as batch:
+        for path in files:
+            staged = store.staged_file()
+            staged.write(path.read_bytes())
+            batch.add(staged)
+        assert not batch.commit().failed
+
+
+def test_a_stable_accepted_series_gets_one_job(
+    parts: tuple[ObservedStore, JobQueue, ModelRegistry], demo_study: Path
+) -> None:
+    store, queue, registry = parts
+    waiting = Router(queue=queue, registry=registry, store=store, stable_s=3600, destinations=[])
+    router = Router(queue=queue, registry=registry, store=store, stable_s=0, destinations=["a"])
+    store.observe(router.record)
+    files = [*sorted((demo_study / "image").glob("*.dcm")), demo_study / "mask" / "RS.dcm"]
+    _store_all(store, files)
+
+    assert waiting.run_due() == []  # not stable for an hour yet
+    [job] = router.run_due()
+    ct = next(f for f in series_facts(store, STUDY_UID) if f.modality == "CT")
+    assert job.spec.series_instance_uid == ct.series_instance_uid
+    assert (job.spec.origin, job.spec.destinations, job.state) == (
+        "routing",
+        ("a",),
+        JobState.QUEUED,
+    )
+    assert router.run_due() == []  # the candidates are consumed
+
+    _store_all(store, files)  # the same study again: observed, but routed already
+    assert router.run_due() == []
+    assert len(queue.find()) == 1
+
+
+def test_series_facts_and_selection(
+    parts: tuple[ObservedStore, JobQueue, ModelRegistry], demo_study: Path
+) -> None:
+    store, _, registry = parts
+    _store_all(
+        store, [*sorted((demo_study / "image").glob("*.dcm")), demo_study / "mask" / "RS.dcm"]
+    )
+    facts = {f.modality: f for f in series_facts(store, STUDY_UID)}
+    assert facts["CT"].number_of_slices == 48 and facts["RTSTRUCT"].number_of_slices == 1
+    selection = registry.models[0].package.manifest.input
+    assert mismatch(selection, facts["CT"]) is None
+    assert mismatch(selection, facts["RTSTRUCT"]) == "modality 'RTSTRUCT' is not one of ['CT']"
+    ours = SeriesFacts(**{**facts["CT"].__dict__, "manufacturer": "radserve"})
+    assert mismatch(selection, ours) == "the series holds radserve's own results"
+    assert series_facts(store, "1.2.3.4") == []
