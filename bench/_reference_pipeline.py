@@ -50,8 +50,8 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from torch import nn
 
-from radserve.inference.manifest import Manifest
-from radserve.server.pacs import PacsClient
+from radserve.inference import Manifest
+from radserve.server import PacsClient
 
 IMAGE, PRED = "image", "pred"
 

@@ -9,7 +9,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from radserve.radiomics.ibsi import write_conformance
+from radserve.radiomics import write_conformance
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -47,8 +47,12 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.uid import CTImageStorage, generate_uid
 
-from radserve.dicom_io.reading.instances import decode_pixel_arrays, iter_instances
-from radserve.dicom_io.reading.series import read_series, volume_from_instances
+from radserve.dicom_io import (
+    decode_pixel_arrays,
+    iter_instances,
+    read_series,
+    volume_from_instances,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("RADSERVE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -71,26 +71,34 @@ from ingest import build_uncompressed_ct
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from radserve.dicom_io.masks.labelmap import LabelMap
-from radserve.dicom_io.masks.measurements import measure_segments
-from radserve.dicom_io.reading.instances import read_instance
-from radserve.dicom_io.reading.series import (
+from radserve.dicom_io import (
     ImageSeries,
+    LabelMap,
     image_series_from_instances,
+    measure_segments,
     read_image_series,
+    read_instance,
+    write_overlay_sc,
+    write_seg,
+    write_sr,
 )
-from radserve.dicom_io.sc.overlay import write_overlay_sc
-from radserve.dicom_io.seg.writing import write_seg
-from radserve.dicom_io.sr.writing import write_sr
-from radserve.inference.package import ModelPackage, load_model_package
-from radserve.inference.predictor import Predictor
-from radserve.inference.runtime import CPU, OnnxSession, RuntimeSettings
-from radserve.radiomics.runner import RadiomicsPool, RadiomicsRunner, resolve_parameter_set
-from radserve.radiomics.sr_features import CODING_SCHEMES, extra_measurements
-from radserve.server.jobs.pipeline import algorithm_identity, check_selection
-from radserve.server.pacs import PacsClient
-from radserve.server.store.instances import InstanceStore
-from radserve.training.export import restore
+from radserve.inference import (
+    CPU,
+    ModelPackage,
+    OnnxSession,
+    Predictor,
+    RuntimeSettings,
+    load_model_package,
+)
+from radserve.radiomics import (
+    CODING_SCHEMES,
+    RadiomicsPool,
+    RadiomicsRunner,
+    extra_measurements,
+    resolve_parameter_set,
+)
+from radserve.server import InstanceStore, PacsClient, algorithm_identity, check_selection
+from radserve.training import restore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("RADSERVE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -40,14 +40,17 @@ from pathlib import Path
 
 import numpy as np
 
-from radserve.dicom_io.masks.files import read_labelmap_file
-from radserve.dicom_io.masks.labelmap import LabelMap, SegmentInfo
-from radserve.dicom_io.reading.series import read_image_series
-from radserve.dicom_io.volume import Volume
-from radserve.radiomics.batch import CaseSpec, extract_cases
-from radserve.radiomics.extract import default_workers, extract_features, process_pool
-from radserve.radiomics.inputs import read_case
-from radserve.radiomics.params import ParameterSet, load_parameter_set
+from radserve.dicom_io import LabelMap, SegmentInfo, Volume, read_image_series, read_labelmap_file
+from radserve.radiomics import (
+    CaseSpec,
+    ParameterSet,
+    default_workers,
+    extract_cases,
+    extract_features,
+    load_parameter_set,
+    process_pool,
+    read_case,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "sts_ct" / "nifti"

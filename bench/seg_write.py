@@ -25,12 +25,16 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from radserve.dicom_io.algorithm import AlgorithmIdentity
-from radserve.dicom_io.masks.labelmap import LabelMap, SegmentInfo
-from radserve.dicom_io.reading.series import ImageSeries, read_image_series
-from radserve.dicom_io.seg.writing import write_seg
-from radserve.dicom_io.uids import derive_uid
-from radserve.dicom_io.volume import Volume
+from radserve.dicom_io import (
+    AlgorithmIdentity,
+    ImageSeries,
+    LabelMap,
+    SegmentInfo,
+    Volume,
+    derive_uid,
+    read_image_series,
+    write_seg,
+)
 
 SHARED_DATA = Path(
     os.environ.get("RADSERVE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")

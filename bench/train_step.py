@@ -38,18 +38,19 @@ from monai.losses.dice import DiceCELoss
 from monai.transforms.compose import Compose
 from monai.utils.misc import set_determinism
 
-from radserve.inference.package import load_model_package
-from radserve.inference.preprocessing import preprocess
-from radserve.training.config import load_config
-from radserve.training.datalist import read_cases, read_datalist, split_names
-from radserve.training.export import restore
-from radserve.training.networks import build_network
-from radserve.training.transforms import (
+from radserve.inference import load_model_package, preprocess
+from radserve.training import (
     IMAGE,
     LABEL,
     augmentation_transforms,
+    build_network,
     case_to_dict,
+    load_config,
     preprocessing_transforms,
+    read_cases,
+    read_datalist,
+    restore,
+    split_names,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

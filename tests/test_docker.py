@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from radserve.server.settings import load_settings
+from radserve.server import load_settings
 
 DOCKER = Path(__file__).resolve().parent.parent / "docker"
 REPO = DOCKER.parent

@@ -18,16 +18,21 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from radserve.dicom_io.algorithm import AlgorithmIdentity
-from radserve.dicom_io.errors import DicomIOError
-from radserve.dicom_io.masks.labelmap import LabelMap
-from radserve.dicom_io.masks.measurements import SegmentMeasurements
-from radserve.dicom_io.masks.rtstruct import read_rtstruct
-from radserve.dicom_io.reading.instances import iter_instances
-from radserve.dicom_io.reading.series import ImageSeries, read_image_series
-from radserve.dicom_io.results import build_results
-from radserve.dicom_io.sc.render import key_slice, render_slice, write_png
-from radserve.dicom_io.seg.writing import read_seg
+from radserve.dicom_io import (
+    AlgorithmIdentity,
+    DicomIOError,
+    ImageSeries,
+    LabelMap,
+    SegmentMeasurements,
+    build_results,
+    iter_instances,
+    key_slice,
+    read_image_series,
+    read_rtstruct,
+    read_seg,
+    render_slice,
+    write_png,
+)
 
 logger = logging.getLogger(__name__)
 

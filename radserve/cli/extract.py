@@ -9,11 +9,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from radserve.radiomics.batch import extract_cases, read_cases_csv
-from radserve.radiomics.extract import default_workers, extract_features, process_pool
-from radserve.radiomics.inputs import read_case
-from radserve.radiomics.params import DEFAULT_PARAMETER_SET, load_parameter_set
-from radserve.radiomics.tables import CaseFeatures, write_table
+from radserve.radiomics import (
+    DEFAULT_PARAMETER_SET,
+    CaseFeatures,
+    default_workers,
+    extract_cases,
+    extract_features,
+    load_parameter_set,
+    process_pool,
+    read_case,
+    read_cases_csv,
+    write_table,
+)
 
 
 def extract_command(

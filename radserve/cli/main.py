@@ -12,8 +12,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from radserve.dicom_io.masks.labelmap import LabelMap
-    from radserve.dicom_io.masks.measurements import SegmentMeasurements
+    from radserve.dicom_io import LabelMap, SegmentMeasurements
 
 app = typer.Typer(
     help="radserve: DICOMweb AI inference server for radiology.",
@@ -40,8 +39,7 @@ def convert(
     out: Annotated[Path, typer.Argument(help="Output NIfTI file (.nii or .nii.gz).")],
 ) -> None:
     """Convert one DICOM image series to NIfTI with a correct affine."""
-    from radserve.dicom_io.errors import DicomIOError
-    from radserve.dicom_io.reading.series import read_series
+    from radserve.dicom_io import DicomIOError, read_series
 
     try:
         volume = read_series(series_dir)
@@ -113,7 +111,7 @@ def _server_demo(study_dir: Path, out: Path, models_dir: Path) -> None:
     from rich.table import Table
 
     from radserve.cli.server_demo import DemoError, run_server_demo
-    from radserve.dicom_io.errors import DicomIOError
+    from radserve.dicom_io import DicomIOError
 
     console = Console()
     try:
@@ -199,7 +197,7 @@ def _offline_demo(study_dir: Path, out: Path) -> None:
     from rich.table import Table
 
     from radserve.cli.demo import run_demo
-    from radserve.dicom_io.errors import DicomIOError
+    from radserve.dicom_io import DicomIOError
 
     console = Console()
     try:
@@ -259,8 +257,7 @@ def deid(
     clean_descriptors: Annotated[bool, typer.Option(help="Clean Descriptors Option.")] = False,
 ) -> None:
     """De-identify DICOM (PS3.15 Basic Application Level Confidentiality Profile)."""
-    from radserve.dicom_io.deid.dataset import DeidOptions, deidentify_files, resolve_salt
-    from radserve.dicom_io.errors import DicomIOError
+    from radserve.dicom_io import DeidOptions, DicomIOError, deidentify_files, resolve_salt
 
     try:
         options = DeidOptions(
@@ -326,16 +323,17 @@ def infer(
     """
     from rich.console import Console
 
-    from radserve.dicom_io.errors import DicomIOError
-    from radserve.dicom_io.reading.series import read_image_series
-    from radserve.inference.errors import InferenceError
-    from radserve.inference.package import load_model_package
-    from radserve.inference.predictor import Predictor
-    from radserve.inference.runtime import RuntimeSettings
-    from radserve.radiomics.errors import RadiomicsError
-    from radserve.radiomics.runner import RadiomicsRunner, resolve_parameter_set
-    from radserve.radiomics.tables import CaseFeatures, write_csv, write_json
-    from radserve.server.jobs.pipeline import run_pipeline
+    from radserve.dicom_io import DicomIOError, read_image_series
+    from radserve.inference import InferenceError, Predictor, RuntimeSettings, load_model_package
+    from radserve.radiomics import (
+        CaseFeatures,
+        RadiomicsError,
+        RadiomicsRunner,
+        resolve_parameter_set,
+        write_csv,
+        write_json,
+    )
+    from radserve.server import run_pipeline
 
     console = Console()
     try:
@@ -396,10 +394,8 @@ def serve(
     ] = None,
 ) -> None:
     """Run the DICOMweb server. Settings: options, then RADSERVE_* variables, then the YAML file."""
-    from radserve.server.app import serve as run_server
-    from radserve.server.jobs.queue import QueueError
-    from radserve.server.settings import SettingsError, load_settings
-    from radserve.server.store.instances import StoreError
+    from radserve.server import QueueError, SettingsError, StoreError, load_settings
+    from radserve.server import serve as run_server
 
     options = {"host": host, "port": port, "data_dir": data_dir, "models_dir": models_dir}
     try:
@@ -423,7 +419,7 @@ def train(
 ) -> None:
     """Train a segmentation model with MONAI from a YAML config."""
     from radserve.cli.train import train_command
-    from radserve.training.errors import TrainingError
+    from radserve.training import TrainingError
 
     try:
         train_command(config, set_ or [], resume)
@@ -441,8 +437,8 @@ def export(
 ) -> None:
     """Export a checkpoint to a verified model package (model.onnx + manifest.yaml)."""
     from radserve.cli.train import export_command
-    from radserve.inference.errors import InferenceError
-    from radserve.training.errors import TrainingError
+    from radserve.inference import InferenceError
+    from radserve.training import TrainingError
 
     try:
         export_command(checkpoint, out)
@@ -459,8 +455,8 @@ def evaluate(
 ) -> None:
     """Evaluate a model package on labelled cases through the server's inference path."""
     from radserve.cli.train import evaluate_command
-    from radserve.inference.errors import InferenceError
-    from radserve.training.errors import TrainingError
+    from radserve.inference import InferenceError
+    from radserve.training import TrainingError
 
     try:
         evaluate_command(model_dir, datalist, out)
@@ -483,7 +479,7 @@ def compare(
 ) -> None:
     """Compare training runs: best validation Dice, configuration differences, per-case Dice."""
     from radserve.cli.train import compare_command
-    from radserve.training.errors import TrainingError
+    from radserve.training import TrainingError
 
     try:
         compare_command(runs, cases=cases, out=out)
@@ -529,7 +525,7 @@ def extract(
     from rich.progress import Progress
 
     from radserve.cli.extract import extract_batch_command, extract_command, summary
-    from radserve.radiomics.errors import RadiomicsError
+    from radserve.radiomics import RadiomicsError
 
     console = Console()
     if (cases is None) == (image is None or mask is None):

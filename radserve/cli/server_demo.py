@@ -25,15 +25,19 @@ from typing import Any
 import httpx
 import numpy as np
 
-from radserve.dicom_io.errors import DicomIOError
-from radserve.dicom_io.masks.labelmap import LabelMap
-from radserve.dicom_io.masks.rtstruct import read_rtstruct
-from radserve.dicom_io.reading.instances import iter_instances
-from radserve.dicom_io.reading.series import read_image_series
-from radserve.dicom_io.sc.render import key_slice, render_slice, write_png
-from radserve.dicom_io.seg.writing import read_seg
-from radserve.dicom_io.sr.writing import read_sr_measurements
-from radserve.server.pacs import PacsClient
+from radserve.dicom_io import (
+    DicomIOError,
+    LabelMap,
+    iter_instances,
+    key_slice,
+    read_image_series,
+    read_rtstruct,
+    read_seg,
+    read_sr_measurements,
+    render_slice,
+    write_png,
+)
+from radserve.server import PacsClient
 
 logger = logging.getLogger(__name__)
 

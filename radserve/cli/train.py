@@ -13,12 +13,20 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from radserve.training.compare import RunSummary, config_differences, read_run
-from radserve.training.compare import write_json as write_runs_json
-from radserve.training.config import load_config
-from radserve.training.evaluate import Evaluation, evaluate_datalist, write_json
-from radserve.training.export import ExportResult, export_package
-from radserve.training.loop import TrainResult, train
+from radserve.training import (
+    Evaluation,
+    ExportResult,
+    RunSummary,
+    TrainResult,
+    config_differences,
+    evaluate_datalist,
+    export_package,
+    load_config,
+    read_run,
+    train,
+    write_comparison,
+    write_evaluation,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +71,7 @@ def evaluate_command(model_dir: Path, datalist: Path, out: Path | None) -> Evalu
     )
     Console().print(table)
     if out is not None:
-        write_json(evaluation, out)
+        write_evaluation(evaluation, out)
     return evaluation
 
 
@@ -110,7 +118,7 @@ def compare_command(runs: list[Path], *, cases: bool, out: Path | None) -> list[
             per_case.add_row(case, *(_fmt(s.case_dice.get(case), 3) for s in summaries))
         console.print(per_case)
     if out is not None:
-        write_runs_json(summaries, out)
+        write_comparison(summaries, out)
     return summaries
 
 

@@ -69,29 +69,3 @@ class MeasurementError(DicomIOError):
 
 class DeidentificationError(DicomIOError):
     """De-identification cannot run as asked (no or weak salt, conflicting options)."""
-
-
-class QueryError(DicomIOError):
-    """A query cannot be run: an unsupported matching attribute or a malformed value."""
-
-
-class StoreError(DicomIOError):
-    """The instance store failed (I/O or index); the root of the store's errors."""
-
-
-class DuplicateInstanceError(StoreError):
-    """An instance with this SOP Instance UID is stored already, with different content."""
-
-
-class InstanceNotFoundError(StoreError):
-    """No instance matches the requested study, series or SOP Instance UID."""
-
-
-class InstanceRejectedError(StoreError):
-    """The instance cannot be stored as it is: missing or malformed UIDs, not in the expected
-    study, or in a series the index knows under another study."""
-
-
-class StoreFullError(StoreError):
-    """The store is out of resources: no disk space, or the study holds the maximum number of
-    instances."""

@@ -1,1 +1,116 @@
-"""radserve.inference (see DESIGN.md)."""
+"""Model inference: one model package to a label map (manifest, package, ONNX Runtime sessions,
+preprocessing, sliding window, postprocessing, the predictor). No web framework, database,
+torch or MONAI.
+"""
+
+from radserve.inference.errors import (
+    ExecutionProviderError,
+    IncompatibleModelError,
+    InferenceError,
+    InferenceTimeoutError,
+    InvalidModelPackageError,
+    ModelIntegrityError,
+    ModelNotFoundError,
+    ModelRunError,
+    PreprocessingError,
+    SeriesNotAcceptedError,
+)
+from radserve.inference.manifest import (
+    InferenceSpec,
+    InputSelection,
+    LabelSpec,
+    Manifest,
+    PreprocessingSpec,
+    Provenance,
+    ScaleToUnit,
+    ZScore,
+    load_manifest,
+    manifest_to_yaml,
+    parse_manifest,
+)
+from radserve.inference.package import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    ModelPackage,
+    load_model_package,
+    sha256_of_file,
+    to_segment_infos,
+)
+from radserve.inference.postprocessing import (
+    labels_from_logits,
+    remove_small_components,
+)
+from radserve.inference.predictor import (
+    Prediction,
+    Predictor,
+)
+from radserve.inference.preprocessing import (
+    labels_to_source,
+    network_grid_size,
+    preprocess,
+)
+from radserve.inference.runtime import (
+    CPU,
+    CUDA,
+    DEFAULT_PROVIDERS,
+    OnnxSession,
+    RuntimeSettings,
+    available_providers,
+    read_model_io,
+    select_providers,
+)
+from radserve.inference.sliding_window import (
+    SlidingWindowOptions,
+    importance_map,
+    sliding_window_inference,
+    window_starts,
+)
+
+__all__ = [
+    "CPU",
+    "CUDA",
+    "DEFAULT_PROVIDERS",
+    "MANIFEST_FILE",
+    "MODEL_FILE",
+    "ExecutionProviderError",
+    "IncompatibleModelError",
+    "InferenceError",
+    "InferenceSpec",
+    "InferenceTimeoutError",
+    "InputSelection",
+    "InvalidModelPackageError",
+    "LabelSpec",
+    "Manifest",
+    "ModelIntegrityError",
+    "ModelNotFoundError",
+    "ModelPackage",
+    "ModelRunError",
+    "OnnxSession",
+    "Prediction",
+    "Predictor",
+    "PreprocessingError",
+    "PreprocessingSpec",
+    "Provenance",
+    "RuntimeSettings",
+    "ScaleToUnit",
+    "SeriesNotAcceptedError",
+    "SlidingWindowOptions",
+    "ZScore",
+    "available_providers",
+    "importance_map",
+    "labels_from_logits",
+    "labels_to_source",
+    "load_manifest",
+    "load_model_package",
+    "manifest_to_yaml",
+    "network_grid_size",
+    "parse_manifest",
+    "preprocess",
+    "read_model_io",
+    "remove_small_components",
+    "select_providers",
+    "sha256_of_file",
+    "sliding_window_inference",
+    "to_segment_infos",
+    "window_starts",
+]

@@ -33,7 +33,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from radserve.dicom_io.masks.labelmap import Code, SegmentInfo
+from radserve.dicom_io import Code, SegmentInfo
 from radserve.inference.errors import (
     IncompatibleModelError,
     InvalidModelPackageError,

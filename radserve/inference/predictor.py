@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from radserve.dicom_io.masks.labelmap import LabelMap
-from radserve.dicom_io.volume import Volume
+from radserve.dicom_io import LabelMap, Volume
 from radserve.inference.errors import (
     IncompatibleModelError,
     InferenceTimeoutError,

@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from radserve.dicom_io.volume import Volume
+from radserve.dicom_io import Volume
 from radserve.inference.errors import PreprocessingError
 from radserve.inference.manifest import IntensitySpec, PreprocessingSpec, ScaleToUnit
 

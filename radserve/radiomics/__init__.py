@@ -1,11 +1,142 @@
-"""radserve.radiomics: PyRadiomics features per segment (see DESIGN.md).
-
-* :mod:`~radserve.radiomics.params`: parameter sets (PyRadiomics YAML in configs/radiomics).
-* :mod:`~radserve.radiomics.extract`: :func:`extract_features` on a Volume and a LabelMap.
-* :mod:`~radserve.radiomics.inputs`: images and masks from DICOM, SEG, RTSTRUCT, NIfTI, NRRD.
-* :mod:`~radserve.radiomics.codes`: IBSI codes and UCUM units of each feature.
-* :mod:`~radserve.radiomics.sr_features`: features as TID 1500 SR measurements.
-* :mod:`~radserve.radiomics.tables`, :mod:`~radserve.radiomics.batch`,
-  :mod:`~radserve.cli.extract`: feature tables, batches and the CLI's work.
-* :mod:`~radserve.radiomics.ibsi`: conformance with the IBSI digital phantom.
+"""Radiomic features per segment: PyRadiomics parameter sets, extraction (PyRadiomics-identical
+values), IBSI codes and units, SR measurement items, feature tables, batches, the worker pool
+and the runner the job pipeline calls.
 """
+
+from radserve.radiomics.batch import (
+    CaseSpec,
+    extract_cases,
+    read_cases_csv,
+)
+from radserve.radiomics.codes import (
+    PRIVATE_SCHEME,
+    PRIVATE_SCHEME_NAME,
+    PRIVATE_SCHEME_ORGANIZATION,
+    PRIVATE_SCHEME_VERSION,
+    FeatureName,
+    feature_code,
+    feature_unit,
+    ibsi_concept,
+    ibsi_mapping,
+    private_code,
+)
+from radserve.radiomics.cropping import (
+    bounding_box,
+    plan_crops,
+)
+from radserve.radiomics.errors import (
+    EmptyMaskError,
+    InputError,
+    MaskGeometryError,
+    ParameterSetError,
+    RadiomicsError,
+    RadiomicsTimeoutError,
+    SegmentTooSmallError,
+    UnknownLabelError,
+)
+from radserve.radiomics.extract import (
+    default_workers,
+    extract_features,
+    process_pool,
+)
+from radserve.radiomics.features import (
+    SegmentFeatures,
+)
+from radserve.radiomics.ibsi import (
+    render_markdown,
+    run_phantom,
+    write_conformance,
+)
+from radserve.radiomics.inputs import (
+    read_case,
+)
+from radserve.radiomics.params import (
+    DEFAULT_PARAMETER_SET,
+    PARAMETER_SET_DIR,
+    ParameterSet,
+    list_parameter_sets,
+    load_parameter_set,
+)
+from radserve.radiomics.runner import (
+    RadiomicsOptions,
+    RadiomicsPool,
+    RadiomicsRunner,
+    RadiomicsStepError,
+    feature_csv,
+    resolve_parameter_set,
+    without_features,
+)
+from radserve.radiomics.shape_mesh import (
+    fast_shape,
+    mesh_coefficients,
+)
+from radserve.radiomics.sr_features import (
+    CODING_SCHEMES,
+    extra_measurements,
+    parse_description,
+)
+from radserve.radiomics.tables import (
+    INPUT_COLUMNS,
+    CaseFeatures,
+    feature_table,
+    write_csv,
+    write_json,
+    write_table,
+)
+
+__all__ = [
+    "CODING_SCHEMES",
+    "DEFAULT_PARAMETER_SET",
+    "INPUT_COLUMNS",
+    "PARAMETER_SET_DIR",
+    "PRIVATE_SCHEME",
+    "PRIVATE_SCHEME_NAME",
+    "PRIVATE_SCHEME_ORGANIZATION",
+    "PRIVATE_SCHEME_VERSION",
+    "CaseFeatures",
+    "CaseSpec",
+    "EmptyMaskError",
+    "FeatureName",
+    "InputError",
+    "MaskGeometryError",
+    "ParameterSet",
+    "ParameterSetError",
+    "RadiomicsError",
+    "RadiomicsOptions",
+    "RadiomicsPool",
+    "RadiomicsRunner",
+    "RadiomicsStepError",
+    "RadiomicsTimeoutError",
+    "SegmentFeatures",
+    "SegmentTooSmallError",
+    "UnknownLabelError",
+    "bounding_box",
+    "default_workers",
+    "extra_measurements",
+    "extract_cases",
+    "extract_features",
+    "fast_shape",
+    "feature_code",
+    "feature_csv",
+    "feature_table",
+    "feature_unit",
+    "ibsi_concept",
+    "ibsi_mapping",
+    "list_parameter_sets",
+    "load_parameter_set",
+    "mesh_coefficients",
+    "parse_description",
+    "plan_crops",
+    "private_code",
+    "process_pool",
+    "read_case",
+    "read_cases_csv",
+    "render_markdown",
+    "resolve_parameter_set",
+    "run_phantom",
+    "without_features",
+    "write_conformance",
+    "write_csv",
+    "write_json",
+    "write_table",
+]

@@ -24,7 +24,7 @@ import hashlib
 from dataclasses import dataclass
 from importlib import resources
 
-from radserve.dicom_io.masks.labelmap import Code
+from radserve.dicom_io import Code
 
 IBSI_SCHEME = "IBSI"
 PRIVATE_SCHEME = "99RADSERVE"

@@ -19,7 +19,6 @@ import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,6 +27,7 @@ import SimpleITK as sitk
 
 from radserve.radiomics.cropping import CropPlan, Region
 from radserve.radiomics.errors import ExtractionError, MaskGeometryError, SegmentTooSmallError
+from radserve.radiomics.features import RawExtraction
 from radserve.radiomics.params import ParameterSet
 from radserve.radiomics.shape_mesh import fast_shape
 
@@ -42,22 +42,6 @@ _binning: contextvars.ContextVar[dict[Any, Any] | None] = contextvars.ContextVar
 _records: contextvars.ContextVar[list[logging.LogRecord] | None] = contextvars.ContextVar(
     "radiomics_log_records", default=None
 )
-
-
-@dataclass
-class RawExtraction:
-    """What :func:`execute_segment` computed, with PyRadiomics' names.
-
-    Attributes:
-        values: Feature values by PyRadiomics name, in PyRadiomics' order.
-        skipped: ``(name, reason)`` for each feature that has no value; ``name`` ends in
-            ``*`` when a whole class or filtered image was skipped.
-        diagnostics: PyRadiomics' ``diagnostics_*`` entries (only when asked for).
-    """
-
-    values: dict[str, float] = field(default_factory=dict)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    diagnostics: dict[str, str] = field(default_factory=dict)
 
 
 SHAPE_PART = -1

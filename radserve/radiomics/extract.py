@@ -29,8 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from radserve.dicom_io.masks.labelmap import LabelMap
-from radserve.dicom_io.volume import Volume
+from radserve.dicom_io import LabelMap, Volume
 from radserve.radiomics.cropping import (
     CropPlan,
     Region,
@@ -38,7 +37,7 @@ from radserve.radiomics.cropping import (
     plan_crops,
     whole_image_plan,
 )
-from radserve.radiomics.engine import SHAPE_PART, RawExtraction, execute_parts, merge_parts
+from radserve.radiomics.engine import SHAPE_PART, execute_parts, merge_parts
 from radserve.radiomics.errors import (
     EmptyMaskError,
     MaskGeometryError,
@@ -46,7 +45,7 @@ from radserve.radiomics.errors import (
     RadiomicsTimeoutError,
     UnknownLabelError,
 )
-from radserve.radiomics.features import SegmentFeatures
+from radserve.radiomics.features import RawExtraction, SegmentFeatures
 from radserve.radiomics.params import ParameterSet, load_parameter_set
 
 logger = logging.getLogger(__name__)

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from radserve.dicom_io.masks.labelmap import Code
+from radserve.dicom_io import Code
 from radserve.radiomics.codes import FeatureName, feature_code, feature_unit, ibsi_concept
-from radserve.radiomics.engine import RawExtraction
+
+
+@dataclass
+class RawExtraction:
+    """What :func:`execute_segment` computed, with PyRadiomics' names.
+
+    Attributes:
+        values: Feature values by PyRadiomics name, in PyRadiomics' order.
+        skipped: ``(name, reason)`` for each feature that has no value; ``name`` ends in
+            ``*`` when a whole class or filtered image was skipped.
+        diagnostics: PyRadiomics' ``diagnostics_*`` entries (only when asked for).
+    """
+
+    values: dict[str, float] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    diagnostics: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,18 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from radserve.dicom_io.errors import DicomIOError
-from radserve.dicom_io.masks.files import SUFFIXES, read_labelmap_file
-from radserve.dicom_io.masks.labelmap import LabelMap
-from radserve.dicom_io.masks.rtstruct import read_rtstruct
-from radserve.dicom_io.reading.instances import read_instance
-from radserve.dicom_io.reading.series import read_image_series
-from radserve.dicom_io.seg.writing import read_seg
-from radserve.dicom_io.volume import Volume, read_image_file
+from radserve.dicom_io import (
+    SUFFIXES,
+    DicomIOError,
+    LabelMap,
+    Volume,
+    read_image_file,
+    read_image_series,
+    read_instance,
+    read_labelmap_file,
+    read_rtstruct,
+    read_seg,
+)
 from radserve.radiomics.errors import InputError, MaskGeometryError
 from radserve.radiomics.extract import check_grid
 

@@ -36,9 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from radserve.dicom_io.masks.labelmap import Code, LabelMap
-from radserve.dicom_io.volume import Volume
-from radserve.inference.errors import InferenceError
+from radserve.dicom_io import Code, LabelMap, Volume
 from radserve.radiomics.errors import ParameterSetError, RadiomicsError, RadiomicsTimeoutError
 from radserve.radiomics.extract import extract_features, process_pool, stop_pool
 from radserve.radiomics.features import Feature, SegmentFeatures, SkippedFeature
@@ -67,7 +65,7 @@ def without_features(segments: Sequence[SegmentFeatures]) -> dict[str, int]:
     return counts
 
 
-class RadiomicsStepError(InferenceError):
+class RadiomicsStepError(RadiomicsError):
     """Radiomics failed for a job as a whole (not one segment PyRadiomics rejects)."""
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from radserve.dicom_io.sr.writing import CodingSchemeIdentification, NumericMeasurement
+from radserve.dicom_io import CodingSchemeIdentification, NumericMeasurement
 from radserve.radiomics.codes import (
     PRIVATE_SCHEME,
     PRIVATE_SCHEME_NAME,

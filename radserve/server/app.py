@@ -23,12 +23,12 @@ import anyio
 import uvicorn
 from fastapi import FastAPI
 
-from radserve.inference.runtime import RuntimeSettings
-from radserve.radiomics.runner import RadiomicsOptions
+from radserve.inference import RuntimeSettings
+from radserve.radiomics import RadiomicsOptions
 from radserve.server.http import create_app, uvicorn_config
 from radserve.server.jobs.export import Exporter, ExportPolicy
 from radserve.server.jobs.queue import JobQueue
-from radserve.server.jobs.routing import ObservedStore, Router
+from radserve.server.jobs.routing import Router, candidate_recorder
 from radserve.server.jobs.worker import WorkerOptions, WorkerPool
 from radserve.server.metrics import ServerMetrics
 from radserve.server.registry import ModelRegistry
@@ -148,19 +148,20 @@ def build_server(settings: ServerSettings) -> tuple[FastAPI, ServerLifecycle]:
     )
     with ExitStack() as cleanup:
         cleanup.callback(registry.close)
-        store = ObservedStore(
-            settings.data_dir,
-            overwrite=settings.overwrite_instances,
-            max_instance_bytes=settings.max_request_bytes,
-            max_instances_per_study=settings.max_instances_per_study,
-        )
-        cleanup.callback(store.close)
         queue = JobQueue(
             settings.data_dir,
             lease_s=settings.job_timeout_s + LEASE_MARGIN_S,
             max_attempts=settings.job_max_attempts,
         )
         cleanup.callback(queue.close)
+        store = InstanceStore(
+            settings.data_dir,
+            overwrite=settings.overwrite_instances,
+            max_instance_bytes=settings.max_request_bytes,
+            max_instances_per_study=settings.max_instances_per_study,
+            on_commit=candidate_recorder(queue) if settings.routing_enabled else None,
+        )
+        cleanup.callback(store.close)
         lifecycle = _assemble(settings, registry, store, queue)
         cleanup.pop_all()
     app = create_app(
@@ -200,7 +201,7 @@ def build_server(settings: ServerSettings) -> tuple[FastAPI, ServerLifecycle]:
 
 
 def _assemble(
-    settings: ServerSettings, registry: ModelRegistry, store: ObservedStore, queue: JobQueue
+    settings: ServerSettings, registry: ModelRegistry, store: InstanceStore, queue: JobQueue
 ) -> ServerLifecycle:
     metrics = ServerMetrics()
     policy = ExportPolicy(
@@ -239,7 +240,6 @@ def _assemble(
             destinations=[d.name for d in settings.destinations],
         )
         router.on_job = lambda job: workers.wake()
-        store.observe(router.record)
     return ServerLifecycle(
         store=store,
         queue=queue,

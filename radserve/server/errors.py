@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from radserve.inference.errors import InferenceError
+from radserve.inference import InferenceError
 
 
 class RequestError(InferenceError):

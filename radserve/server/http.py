@@ -39,14 +39,14 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import radserve
-from radserve.dicom_io.errors import (
+from radserve.dicom_io import (
     DicomIOError,
     InconsistentSeriesError,
     InstanceTooLargeError,
     InvalidDicomError,
     UnsupportedTransferSyntaxError,
 )
-from radserve.inference.errors import (
+from radserve.inference import (
     InferenceError,
     ModelNotFoundError,
     SeriesNotAcceptedError,

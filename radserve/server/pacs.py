@@ -21,7 +21,7 @@ import requests
 from dicomweb_client import DICOMwebClient
 from pydicom.dataset import Dataset
 
-from radserve.dicom_io.errors import DicomIOError
+from radserve.dicom_io import DicomIOError
 
 logger = logging.getLogger(__name__)
 

@@ -27,17 +27,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from radserve.dicom_io.volume import Volume
-from radserve.inference.errors import (
+from radserve.dicom_io import Volume
+from radserve.inference import (
     InferenceError,
     InvalidModelPackageError,
     ModelNotFoundError,
+    ModelPackage,
+    Prediction,
+    Predictor,
+    RuntimeSettings,
+    load_model_package,
 )
-from radserve.inference.package import ModelPackage, load_model_package
-from radserve.inference.predictor import Prediction, Predictor
-from radserve.inference.runtime import RuntimeSettings
-from radserve.radiomics.errors import ParameterSetError
-from radserve.radiomics.runner import (
+from radserve.radiomics import (
+    ParameterSetError,
     RadiomicsOptions,
     RadiomicsPool,
     RadiomicsRunner,

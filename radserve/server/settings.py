@@ -41,7 +41,7 @@ from pydantic_settings import (
 )
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
 
-from radserve.inference.errors import InferenceError
+from radserve.inference import InferenceError
 
 CONFIG_ENV = "RADSERVE_CONFIG"
 LOCAL_SOURCE = "local"  # the job source that is the server's own store

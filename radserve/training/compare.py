@@ -129,7 +129,7 @@ def config_differences(runs: Sequence[RunSummary]) -> list[tuple[str, list[Any]]
     return differences
 
 
-def write_json(runs: Sequence[RunSummary], path: str | Path) -> None:
+def write_comparison(runs: Sequence[RunSummary], path: str | Path) -> None:
     """Write the runs and their configuration differences as JSON."""
     document = {
         "runs": [run.to_json() for run in runs],

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
-from radserve.inference.manifest import (
+from radserve.inference import (
     InferenceSpec,
     InputSelection,
     LabelSpec,

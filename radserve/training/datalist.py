@@ -27,12 +27,15 @@ import numpy as np
 import numpy.typing as npt
 import pydicom
 
-from radserve.dicom_io.errors import DicomIOError
-from radserve.dicom_io.masks.files import read_labelmap_file
-from radserve.dicom_io.masks.rtstruct import read_rtstruct
-from radserve.dicom_io.reading.series import read_series
-from radserve.dicom_io.seg.writing import read_seg
-from radserve.dicom_io.volume import Volume, read_image_file
+from radserve.dicom_io import (
+    DicomIOError,
+    Volume,
+    read_image_file,
+    read_labelmap_file,
+    read_rtstruct,
+    read_seg,
+    read_series,
+)
 from radserve.training.config import SplitConfig
 from radserve.training.errors import DatalistError
 

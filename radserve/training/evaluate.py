@@ -29,9 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from radserve.inference.package import load_model_package
-from radserve.inference.predictor import Predictor
-from radserve.inference.runtime import RuntimeSettings
+from radserve.inference import Predictor, RuntimeSettings, load_model_package
 from radserve.training.datalist import Case, read_cases, read_datalist
 
 Mask = npt.NDArray[np.bool_]
@@ -175,7 +173,7 @@ def evaluate_datalist(model_dir: str | Path, datalist: str | Path) -> Evaluation
     return evaluate_package(model_dir, cases)
 
 
-def write_json(evaluation: Evaluation, path: str | Path) -> None:
+def write_evaluation(evaluation: Evaluation, path: str | Path) -> None:
     """Write ``{"cases": [...], "summary": {...}}`` to ``path``."""
     Path(path).write_text(json.dumps(evaluation.to_json(), indent=2) + "\n", encoding="utf-8")
 

@@ -27,14 +27,16 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from radserve.inference.manifest import (
+from radserve.inference import (
+    MANIFEST_FILE,
+    MODEL_FILE,
     InferenceSpec,
     Manifest,
     Provenance,
     manifest_to_yaml,
+    preprocess,
+    sha256_of_file,
 )
-from radserve.inference.package import MANIFEST_FILE, MODEL_FILE, sha256_of_file
-from radserve.inference.preprocessing import preprocess
 from radserve.training.config import LoadedConfig, parse_config
 from radserve.training.datalist import Case, read_cases, read_datalist
 from radserve.training.errors import ExportError

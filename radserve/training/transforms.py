@@ -26,8 +26,8 @@ from monai.transforms.intensity.dictionary import (
 from monai.transforms.spatial.dictionary import Orientationd, RandAffined, RandFlipd, Spacingd
 from monai.transforms.transform import MapTransform
 
-from radserve.dicom_io.volume import Volume
-from radserve.inference.manifest import PreprocessingSpec, ScaleToUnit
+from radserve.dicom_io import Volume
+from radserve.inference import PreprocessingSpec, ScaleToUnit
 from radserve.training.config import AugmentationConfig
 from radserve.training.datalist import Case
 

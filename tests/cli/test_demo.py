@@ -11,7 +11,7 @@ import pydicom
 from PIL import Image
 
 from radserve.cli.demo import run_demo
-from radserve.dicom_io.reading.series import read_series
+from radserve.dicom_io import read_series
 
 
 def test_demo_writes_valid_seg_sr_and_overlay(

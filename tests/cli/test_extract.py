@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 
 from radserve.cli.extract import extract_batch_command, extract_command, summary
-from radserve.radiomics.errors import InputError, MaskGeometryError
-from radserve.radiomics.params import ParameterSet
-from radserve.radiomics.tables import INPUT_COLUMNS
+from radserve.radiomics import INPUT_COLUMNS, InputError, MaskGeometryError, ParameterSet
 
 LIGHT = {
     "imageType": {"Original": {}},
@@ -116,10 +114,7 @@ def test_batch_command_runs_cases_in_parallel_and_reports_failures(
 def test_dicom_inputs_rtstruct_and_seg_give_the_same_features(
     demo_study: Path, light_params: Path, tmp_path: Path
 ) -> None:
-    from radserve.dicom_io.algorithm import AlgorithmIdentity
-    from radserve.dicom_io.masks.rtstruct import read_rtstruct
-    from radserve.dicom_io.reading.series import read_image_series
-    from radserve.dicom_io.seg.writing import write_seg
+    from radserve.dicom_io import AlgorithmIdentity, read_image_series, read_rtstruct, write_seg
 
     from_rtstruct = extract_command(
         demo_study / "image", demo_study / "mask" / "RS.dcm", params=str(light_params)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from radserve.cli.server_demo import run_server_demo
-from radserve.dicom_io.reading.series import read_series
+from radserve.dicom_io import read_series
 from tests.onnx_models import manifest_dict, threshold_model, write_package
 
 THRESHOLD_HU = 300.5

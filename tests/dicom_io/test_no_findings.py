@@ -12,13 +12,20 @@ import highdicom as hd
 import numpy as np
 import pytest
 
-from radserve.dicom_io.algorithm import AlgorithmIdentity
-from radserve.dicom_io.errors import MeasurementError
-from radserve.dicom_io.masks.labelmap import LabelMap, SegmentInfo
-from radserve.dicom_io.masks.measurements import SegmentMeasurements
-from radserve.dicom_io.reading.series import ImageSeries, read_image_series
-from radserve.dicom_io.results import ResultSet, build_results
-from radserve.dicom_io.sr.writing import read_sr_measurements, sr_uids, write_sr
+from radserve.dicom_io import (
+    AlgorithmIdentity,
+    ImageSeries,
+    LabelMap,
+    MeasurementError,
+    ResultSet,
+    SegmentInfo,
+    SegmentMeasurements,
+    build_results,
+    read_image_series,
+    read_sr_measurements,
+    sr_uids,
+    write_sr,
+)
 from tests.dicom_io.sr.test_sr import _tid1500reader
 
 ALGORITHM = AlgorithmIdentity(name="sts-ct-gtv", version="1.0.0", model_sha256="cd" * 32)

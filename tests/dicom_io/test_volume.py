@@ -7,7 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from radserve.dicom_io.volume import Volume, read_image_file
+from radserve.dicom_io import Volume, read_image_file
 
 
 def _oblique_volume() -> Volume:

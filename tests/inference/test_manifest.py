@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from radserve.inference.errors import InvalidModelPackageError
-from radserve.inference.manifest import (
+from radserve.inference import (
+    InvalidModelPackageError,
     Manifest,
     ScaleToUnit,
     ZScore,

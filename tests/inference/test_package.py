@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radserve.dicom_io.masks.labelmap import Code, SegmentInfo
-from radserve.inference.errors import (
+from radserve.dicom_io import Code, SegmentInfo
+from radserve.inference import (
     IncompatibleModelError,
     InvalidModelPackageError,
     ModelIntegrityError,
     ModelNotFoundError,
+    load_model_package,
+    to_segment_infos,
 )
-from radserve.inference.package import load_model_package, to_segment_infos
 from tests.onnx_models import (
     conv_model,
     manifest_dict,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from radserve.inference.postprocessing import labels_from_logits, remove_small_components
+from radserve.inference import labels_from_logits, remove_small_components
 
 
 def test_removes_small_components_per_label() -> None:

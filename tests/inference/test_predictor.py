@@ -14,16 +14,19 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from radserve.dicom_io.reading.series import read_series
-from radserve.dicom_io.volume import Volume
-from radserve.inference.errors import (
+from radserve.dicom_io import Volume, read_series
+from radserve.inference import (
+    CPU,
+    CUDA,
     ExecutionProviderError,
     IncompatibleModelError,
     InferenceTimeoutError,
+    ModelPackage,
+    Predictor,
+    RuntimeSettings,
+    available_providers,
+    load_model_package,
 )
-from radserve.inference.package import ModelPackage, load_model_package
-from radserve.inference.predictor import Predictor
-from radserve.inference.runtime import CPU, CUDA, RuntimeSettings, available_providers
 from tests.onnx_models import manifest_dict, threshold_model, write_package
 
 WINDOW_HU = (-1000.0, 1000.0)

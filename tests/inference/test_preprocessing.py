@@ -13,10 +13,10 @@ import numpy.typing as npt
 import pytest
 import SimpleITK as sitk
 
-from radserve.dicom_io.volume import Volume
-from radserve.inference.errors import PreprocessingError
-from radserve.inference.manifest import PreprocessingSpec
-from radserve.inference.preprocessing import (
+from radserve.dicom_io import Volume
+from radserve.inference import (
+    PreprocessingError,
+    PreprocessingSpec,
     labels_to_source,
     network_grid_size,
     preprocess,

@@ -7,15 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radserve.inference.errors import (
-    ExecutionProviderError,
-    InvalidModelPackageError,
-    ModelRunError,
-)
-from radserve.inference.runtime import (
+from radserve.inference import (
     CPU,
     CUDA,
     DEFAULT_PROVIDERS,
+    ExecutionProviderError,
+    InvalidModelPackageError,
+    ModelRunError,
     OnnxSession,
     RuntimeSettings,
     available_providers,

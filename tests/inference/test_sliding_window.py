@@ -10,9 +10,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from radserve.inference.errors import IncompatibleModelError
-from radserve.inference.runtime import OnnxSession, RuntimeSettings
-from radserve.inference.sliding_window import (
+from radserve.inference import (
+    IncompatibleModelError,
+    OnnxSession,
+    RuntimeSettings,
     SlidingWindowOptions,
     importance_map,
     sliding_window_inference,

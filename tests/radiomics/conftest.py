@@ -11,10 +11,8 @@ from typing import Any
 import pytest
 import SimpleITK as sitk
 
-from radserve.dicom_io.masks.labelmap import LabelMap
-from radserve.dicom_io.volume import Volume
-from radserve.radiomics.inputs import read_case
-from radserve.radiomics.params import ParameterSet
+from radserve.dicom_io import LabelMap, Volume
+from radserve.radiomics import ParameterSet, read_case
 
 # Values must equal a stock RadiomicsFeatureExtractor.execute to this relative tolerance.
 RTOL = 1e-6

@@ -21,10 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from radserve.dicom_io.masks.labelmap import LabelMap
-from radserve.radiomics.extract import extract_features
-from radserve.radiomics.inputs import read_case
-from radserve.radiomics.params import ParameterSet
+from radserve.dicom_io import LabelMap
+from radserve.radiomics import ParameterSet, extract_features, read_case
 
 RTOL = 1e-6
 # The brain1 shape baseline predates PyRadiomics 3's mesh (it was made by 2.0.1b1); the stock

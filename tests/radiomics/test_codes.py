@@ -7,8 +7,8 @@ from collections import Counter
 
 from radiomics import getFeatureClasses
 
-from radserve.dicom_io.masks.labelmap import Code
-from radserve.radiomics.codes import (
+from radserve.dicom_io import Code
+from radserve.radiomics import (
     PRIVATE_SCHEME,
     FeatureName,
     feature_code,

@@ -14,11 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radserve.dicom_io.masks.labelmap import LabelMap
-from radserve.dicom_io.volume import Volume
-from radserve.radiomics.cropping import bounding_box, plan_crops
-from radserve.radiomics.extract import extract_features
-from radserve.radiomics.params import load_parameter_set
+from radserve.dicom_io import LabelMap, Volume
+from radserve.radiomics import bounding_box, extract_features, load_parameter_set, plan_crops
 from tests.radiomics.conftest import mismatches, stock_features, sts_case
 
 

@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radserve.dicom_io.masks.labelmap import LabelMap, SegmentInfo
-from radserve.dicom_io.volume import Volume
-from radserve.radiomics.errors import (
+from radserve.dicom_io import LabelMap, SegmentInfo, Volume
+from radserve.radiomics import (
     EmptyMaskError,
     MaskGeometryError,
+    ParameterSet,
     SegmentTooSmallError,
     UnknownLabelError,
+    extract_features,
+    load_parameter_set,
 )
-from radserve.radiomics.extract import extract_features
-from radserve.radiomics.params import ParameterSet, load_parameter_set
 from tests.radiomics.conftest import mismatches, stock_features
 
 LIGHT = ParameterSet.from_dict(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from radserve.radiomics.ibsi import render_markdown, run_phantom
+from radserve.radiomics import render_markdown, run_phantom
 
 # Every PyRadiomics feature with an IBSI counterpart that matches IBSI's reference value.
 EXPECTED_FAILURES = {

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from radserve.radiomics.errors import ParameterSetError
-from radserve.radiomics.params import (
+from radserve.radiomics import (
     PARAMETER_SET_DIR,
     ParameterSet,
+    ParameterSetError,
     list_parameter_sets,
     load_parameter_set,
 )

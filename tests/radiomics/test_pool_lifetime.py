@@ -16,7 +16,7 @@ from tests.processes import child_processes, process_alive
 
 _PARENT = """
 import os, sys, time
-from radserve.radiomics.extract import process_pool
+from radserve.radiomics import process_pool
 
 if __name__ == "__main__":
     pool = process_pool(2)

@@ -22,32 +22,36 @@ import highdicom as hd
 import numpy as np
 import pytest
 
-from radserve.dicom_io.masks.labelmap import LabelMap, SegmentInfo
-from radserve.dicom_io.reading.series import ImageSeries, read_image_series
-from radserve.dicom_io.results import build_results
-from radserve.dicom_io.sr.writing import read_sr_measurements
-from radserve.inference.package import load_model_package
-from radserve.inference.predictor import Predictor
-from radserve.inference.runtime import CPU, RuntimeSettings
-from radserve.radiomics.codes import (
+from radserve.dicom_io import (
+    ImageSeries,
+    LabelMap,
+    SegmentInfo,
+    build_results,
+    read_image_series,
+    read_sr_measurements,
+)
+from radserve.inference import CPU, Predictor, RuntimeSettings, load_model_package
+from radserve.radiomics import (
+    CODING_SCHEMES,
     PRIVATE_SCHEME,
     PRIVATE_SCHEME_NAME,
     PRIVATE_SCHEME_ORGANIZATION,
     PRIVATE_SCHEME_VERSION,
-)
-from radserve.radiomics.errors import ParameterSetError, RadiomicsTimeoutError
-from radserve.radiomics.extract import extract_features
-from radserve.radiomics.params import ParameterSet, load_parameter_set
-from radserve.radiomics.runner import (
+    ParameterSet,
+    ParameterSetError,
     RadiomicsPool,
     RadiomicsRunner,
     RadiomicsStepError,
+    RadiomicsTimeoutError,
+    extra_measurements,
+    extract_features,
+    feature_table,
+    load_parameter_set,
+    parse_description,
     resolve_parameter_set,
     without_features,
 )
-from radserve.radiomics.sr_features import CODING_SCHEMES, extra_measurements, parse_description
-from radserve.radiomics.tables import feature_table
-from radserve.server.jobs.pipeline import PipelineResult, algorithm_identity, run_pipeline
+from radserve.server import PipelineResult, algorithm_identity, run_pipeline
 from tests.conftest import REPO_ROOT
 from tests.dicom_io.sr.test_sr import _tid1500reader
 from tests.onnx_models import SMALL_SET_FILE, write_small_set

@@ -21,17 +21,25 @@ import pytest
 from pydicom.dataset import Dataset
 
 import radserve
-from radserve.dicom_io.algorithm import MANUFACTURER, AlgorithmIdentity
-from radserve.dicom_io.masks.measurements import measure_segments
-from radserve.dicom_io.masks.rtstruct import read_rtstruct
-from radserve.dicom_io.reading.series import read_image_series
-from radserve.dicom_io.seg.writing import write_seg
-from radserve.dicom_io.sr.writing import write_sr
-from radserve.radiomics.codes import PRIVATE_SCHEME, PRIVATE_SCHEME_NAME
-from radserve.radiomics.extract import extract_features
-from radserve.radiomics.features import SegmentFeatures
-from radserve.radiomics.params import load_parameter_set
-from radserve.radiomics.sr_features import CODING_SCHEMES, extra_measurements, parse_description
+from radserve.dicom_io import (
+    MANUFACTURER,
+    AlgorithmIdentity,
+    measure_segments,
+    read_image_series,
+    read_rtstruct,
+    write_seg,
+    write_sr,
+)
+from radserve.radiomics import (
+    CODING_SCHEMES,
+    PRIVATE_SCHEME,
+    PRIVATE_SCHEME_NAME,
+    SegmentFeatures,
+    extra_measurements,
+    extract_features,
+    load_parameter_set,
+    parse_description,
+)
 from tests.conftest import require
 
 ALGORITHM = AlgorithmIdentity(name="sts-ct-gtv", version="1.0.0", model_sha256="cd" * 32)

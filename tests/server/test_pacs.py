@@ -8,9 +8,8 @@ import httpx
 import numpy as np
 import pytest
 
-from radserve.dicom_io.reading.instances import iter_instances, read_instance
-from radserve.dicom_io.reading.series import read_series, volume_from_instances
-from radserve.server.pacs import PacsClient, PacsError
+from radserve.dicom_io import iter_instances, read_instance, read_series, volume_from_instances
+from radserve.server import PacsClient, PacsError
 from tests.conftest import OrthancServer, _free_port
 
 pytestmark = pytest.mark.pacs

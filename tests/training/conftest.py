@@ -15,9 +15,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from radserve.training.config import LoadedConfig, load_config
-from radserve.training.export import ExportResult, export_package
-from radserve.training.loop import TrainResult, train
+from radserve.training import (
+    ExportResult,
+    LoadedConfig,
+    TrainResult,
+    export_package,
+    load_config,
+    train,
+)
 from tests.conftest import REPO_ROOT
 
 TINY_CONFIG = REPO_ROOT / "configs" / "train" / "tiny_smoke.yaml"

@@ -12,14 +12,17 @@ import yaml
 from typer.testing import CliRunner
 
 from radserve.cli import app
-from radserve.training.compare import (
+from radserve.training import (
+    BEST,
+    CONFIG,
+    LAST,
     MAX_CONFIG_BYTES,
     MAX_LINE_BYTES,
+    METRICS,
+    TrainingError,
     config_differences,
     read_run,
 )
-from radserve.training.errors import TrainingError
-from radserve.training.loop import BEST, CONFIG, LAST, METRICS
 from tests.training.conftest import TinyRun
 
 runner = CliRunner()

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from radserve.training.config import SegResNetConfig, UNetConfig, load_config, parse_config
-from radserve.training.errors import ConfigError
+from radserve.training import ConfigError, SegResNetConfig, UNetConfig, load_config, parse_config
 from tests.conftest import REPO_ROOT
 
 CONFIGS = REPO_ROOT / "configs" / "train"

@@ -10,9 +10,15 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from radserve.training.config import SplitConfig
-from radserve.training.datalist import CaseRef, read_case, read_cases, read_datalist, split_names
-from radserve.training.errors import DatalistError
+from radserve.training import (
+    CaseRef,
+    DatalistError,
+    SplitConfig,
+    read_case,
+    read_cases,
+    read_datalist,
+    split_names,
+)
 from tests.training.conftest import TINY_CASES
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from radserve.cli.train import evaluate_command
-from radserve.training.evaluate import dice, hd95_mm
+from radserve.training import dice, hd95_mm
 from tests.training.conftest import TINY_CASES, TinyRun
 
 

@@ -19,11 +19,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from radserve.inference.manifest import PreprocessingSpec
-from radserve.inference.preprocessing import preprocess
-from radserve.training.config import load_config
-from radserve.training.datalist import CaseRef, read_case
-from radserve.training.transforms import case_to_dict, preprocessing_transforms
+from radserve.inference import PreprocessingSpec, preprocess
+from radserve.training import (
+    CaseRef,
+    case_to_dict,
+    load_config,
+    preprocessing_transforms,
+    read_case,
+)
 from tests.conftest import REPO_ROOT
 
 DEMO_SPEC = load_config(REPO_ROOT / "configs" / "train" / "sts_ct_gtv.yaml").config.preprocessing

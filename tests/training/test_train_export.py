@@ -13,14 +13,20 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from radserve.inference.package import load_model_package
-from radserve.inference.predictor import Predictor
-from radserve.inference.runtime import RuntimeSettings
-from radserve.training.config import LoadedConfig
-from radserve.training.datalist import read_cases, read_datalist
-from radserve.training.errors import ExportError
-from radserve.training.export import CONFIG_FILE, restore, verify_onnx
-from radserve.training.loop import LAST, METRICS, load_checkpoint, train
+from radserve.inference import Predictor, RuntimeSettings, load_model_package
+from radserve.training import (
+    CONFIG_FILE,
+    LAST,
+    METRICS,
+    ExportError,
+    LoadedConfig,
+    load_checkpoint,
+    read_cases,
+    read_datalist,
+    restore,
+    train,
+    verify_onnx,
+)
 from tests.training.conftest import TinyRun
 
 
@@ -55,7 +61,7 @@ def test_resume_continues_exactly(
 
 
 def test_resume_without_checkpoint_fails(tiny_config: Callable[..., LoadedConfig]) -> None:
-    from radserve.training.errors import TrainingError
+    from radserve.training import TrainingError
 
     with pytest.raises(TrainingError, match="no checkpoint"):
         train(tiny_config(), resume=True)
@@ -129,6 +135,6 @@ def test_tampered_export_fails_verification(tiny_run: TinyRun, tmp_path: Path) -
 
 def test_export_refuses_a_folder_not_named_name_version(tiny_run: TinyRun, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"tiny-smoke/0\.0\.1"):
-        from radserve.training.export import export_package
+        from radserve.training import export_package
 
         export_package(tiny_run.result.best_checkpoint, tmp_path / "wrong" / "1.0.0")

@@ -45,7 +45,6 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from radserve.dicom_io.deid.files import DeidReport, SkippedInput, deidentify_files
 from radserve.dicom_io.deid.profile import (
     BASIC_PROFILE_CODE_MEANING,
     BASIC_PROFILE_CODE_VALUE,
@@ -61,11 +60,8 @@ __all__ = [
     "MIN_SALT_LENGTH",
     "SALT_ENV_VAR",
     "DeidOptions",
-    "DeidReport",
     "DeidentificationError",
-    "SkippedInput",
     "deidentify",
-    "deidentify_files",
     "resolve_salt",
 ]
 

@@ -14,15 +14,12 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 
+from radserve.dicom_io.deid.dataset import DeidOptions, deidentify
 from radserve.dicom_io.errors import DeidentificationError, InvalidDicomError
 from radserve.dicom_io.reading.instances import DEFAULT_MAX_INSTANCE_BYTES, read_instance
-
-if TYPE_CHECKING:
-    from radserve.dicom_io.deid.dataset import DeidOptions
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +63,6 @@ def deidentify_files(inputs: Path, out_dir: Path, *, options: DeidOptions) -> De
     Raises:
         DeidentificationError: ``inputs`` does not exist.
     """
-    # At call time: radserve.dicom_io.deid.dataset imports this module to re-export its API.
-    from radserve.dicom_io.deid.dataset import deidentify
-
     if not inputs.exists():
         raise DeidentificationError(f"input not found: {inputs.name}")
     out_root = out_dir.resolve()

@@ -1,0 +1,67 @@
+"""Jobs: the durable queue (one owner of its database), workers, routing, export and the job
+pipeline.
+"""
+
+from radserve.server.jobs.db import (
+    ExportState,
+    FeatureTableNotFoundError,
+    Job,
+    JobFeatures,
+    JobNotFoundError,
+    JobSpec,
+    JobState,
+    QueueError,
+    ResultInstance,
+    SegmentFeatureSummary,
+    Stage,
+)
+from radserve.server.jobs.export import (
+    ExportPolicy,
+)
+from radserve.server.jobs.pipeline import (
+    PipelineResult,
+    algorithm_identity,
+    check_selection,
+    run_pipeline,
+)
+from radserve.server.jobs.queue import (
+    JobQueue,
+)
+from radserve.server.jobs.routing import (
+    Router,
+    SeriesFacts,
+    candidate_recorder,
+    mismatch,
+    series_facts,
+)
+from radserve.server.jobs.worker import (
+    WorkerOptions,
+    WorkerPool,
+)
+
+__all__ = [
+    "ExportPolicy",
+    "ExportState",
+    "FeatureTableNotFoundError",
+    "Job",
+    "JobFeatures",
+    "JobNotFoundError",
+    "JobQueue",
+    "JobSpec",
+    "JobState",
+    "PipelineResult",
+    "QueueError",
+    "ResultInstance",
+    "Router",
+    "SegmentFeatureSummary",
+    "SeriesFacts",
+    "Stage",
+    "WorkerOptions",
+    "WorkerPool",
+    "algorithm_identity",
+    "candidate_recorder",
+    "check_selection",
+    "mismatch",
+    "run_pipeline",
+    "series_facts",
+]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from radserve.inference.errors import InferenceError
+from radserve.inference import InferenceError
 
 JOBS_FILE = "jobs.sqlite3"
 
@@ -118,6 +118,11 @@ SCHEMA = (
       summary TEXT NOT NULL,
       segments TEXT NOT NULL,
       created_at REAL NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS routing_candidates (
+      series_instance_uid TEXT PRIMARY KEY,
+      study_instance_uid TEXT NOT NULL,
+      last_received_at REAL NOT NULL
     )""",
 )
 
@@ -415,4 +420,34 @@ def job_from_row(
         results=tuple(ResultInstance(**item) for item in json.loads(results)),
         exports=exports,
         features=features,
+    )
+
+
+# --- routing candidates: received series waiting to be stable --------------------------
+
+
+def record_candidates(db: sqlite3.Connection, series: Mapping[str, str], at: float) -> None:
+    """Note that instances of these series (series UID -> study UID) arrived at ``at``."""
+    db.executemany(
+        "INSERT INTO routing_candidates VALUES (?, ?, ?) ON CONFLICT "
+        "(series_instance_uid) DO UPDATE SET last_received_at = excluded.last_received_at",
+        [(uid, study, at) for uid, study in series.items()],
+    )
+
+
+def due_candidates(db: sqlite3.Connection, cutoff: float) -> list[tuple[str, str, float]]:
+    """``(series, study, last received)`` of the candidates last received by ``cutoff``."""
+    rows = db.execute(
+        "SELECT series_instance_uid, study_instance_uid, last_received_at FROM "
+        "routing_candidates WHERE last_received_at <= ? ORDER BY last_received_at",
+        (cutoff,),
+    ).fetchall()
+    return [(str(a), str(b), float(c)) for a, b, c in rows]
+
+
+def drop_candidate(db: sqlite3.Connection, series: str, received_at: float) -> None:
+    """Forget a routed candidate, unless an instance of it arrived since ``received_at``."""
+    db.execute(
+        "DELETE FROM routing_candidates WHERE series_instance_uid = ? AND last_received_at = ?",
+        (series, received_at),
     )

@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from radserve.dicom_io.errors import DicomIOError
+from radserve.dicom_io import DicomIOError
 from radserve.server.jobs.queue import ExportState, JobQueue, JobState, ResultInstance
 from radserve.server.metrics import ServerMetrics
 from radserve.server.pacs import PacsClient

@@ -9,16 +9,15 @@ from typing import Any
 
 from pydicom.uid import JPEGLSLossless
 
-from radserve.dicom_io.algorithm import AlgorithmIdentity
-from radserve.dicom_io.reading.series import ImageSeries
-from radserve.dicom_io.results import ResultSet, build_results
-from radserve.inference.errors import SeriesNotAcceptedError
-from radserve.inference.package import ModelPackage
-from radserve.inference.predictor import Prediction, Predictor
-from radserve.radiomics.features import SegmentFeatures
-from radserve.radiomics.runner import RadiomicsRunner
-from radserve.radiomics.sr_features import CODING_SCHEMES, extra_measurements
-from radserve.radiomics.tables import feature_table
+from radserve.dicom_io import AlgorithmIdentity, ImageSeries, ResultSet, build_results
+from radserve.inference import ModelPackage, Prediction, Predictor, SeriesNotAcceptedError
+from radserve.radiomics import (
+    CODING_SCHEMES,
+    RadiomicsRunner,
+    SegmentFeatures,
+    extra_measurements,
+    feature_table,
+)
 
 logger = logging.getLogger(__name__)
 

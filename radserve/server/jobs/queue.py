@@ -88,6 +88,10 @@ class JobQueue:
     """
 
     def __init__(self, data_dir: str | Path, *, lease_s: float, max_attempts: int) -> None:
+        try:
+            Path(data_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise QueueError(f"data folder cannot be created ({exc.strerror})") from exc
         self.database = Database(Path(data_dir) / JOBS_FILE)
         self.lease_s = lease_s
         self.max_attempts = max_attempts

@@ -1,15 +1,17 @@
 """Automatic jobs: a received series that a model accepts gets a job once it is stable.
 
-The store is an :class:`ObservedStore`: every committed batch (a STOW-RS request, a pulled
-series) reports its series to the :class:`Router` before the request is answered, which
-records them as candidates in the job database with the time of the last instance. A
+The store's ``on_commit`` listener (:func:`candidate_recorder`) records the series of every
+committed batch (a STOW-RS request, a pulled series) as candidates in the job database, with
+the time of the last instance, before the request is answered. A
 candidate with no new instance for ``stable_s`` seconds is checked against the selection
 rules (``input`` in the manifest: modality, body part, series description pattern, minimum
 slices) of the newest version of every model; each model that accepts it gets one job, and
 only one: a series is never routed twice to the same model version, whoever created the
 first job. Candidates are durable, so a series received just before a crash is routed after
 the restart; should recording them fail, the STOW-RS request fails and its sender retries.
-radserve's own results (manufacturer ``radserve``) are never routed.
+radserve's own results are stored without notifying the listener, so they never become
+candidates; a series made by radserve (manufacturer ``radserve``) that arrives from outside
+is not routed either.
 """
 
 from __future__ import annotations
@@ -19,17 +21,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from radserve.dicom_io.algorithm import MANUFACTURER
-from radserve.inference.manifest import InputSelection
+from radserve.dicom_io import MANUFACTURER
+from radserve.inference import InputSelection
+from radserve.server.jobs.db import drop_candidate, due_candidates, record_candidates
 from radserve.server.jobs.queue import Job, JobQueue, JobSpec
 from radserve.server.registry import ModelRegistry
 from radserve.server.settings import LOCAL_SOURCE
-from radserve.server.store.instances import (
-    BatchOutcome,
-    IngestBatch,
+from radserve.server.store import (
+    CommitListener,
     InstanceQuery,
     InstanceStore,
     QueryLevel,
@@ -37,14 +38,6 @@ from radserve.server.store.instances import (
 )
 
 logger = logging.getLogger(__name__)
-
-_SCHEMA = """CREATE TABLE IF NOT EXISTS routing_candidates (
-  series_instance_uid TEXT PRIMARY KEY,
-  study_instance_uid TEXT NOT NULL,
-  last_received_at REAL NOT NULL
-)"""
-
-StoredObserver = Callable[[Sequence[StoredInstance]], None]
 
 # DICOM JSON tags of the series attributes the selection rules use.
 _MODALITY = "00080060"
@@ -55,34 +48,19 @@ _NUMBER_OF_SERIES_RELATED_INSTANCES = "00201209"
 _NUMBER_OF_FRAMES = "00280008"
 
 
-class _ObservedBatch(IngestBatch):
-    def __init__(self, store: InstanceStore, observers: Sequence[StoredObserver]) -> None:
-        super().__init__(store)
-        self._observers = observers
+def candidate_recorder(queue: JobQueue) -> CommitListener:
+    """The store's ``on_commit`` listener that records routing candidates in the job database.
 
-    def commit(self) -> BatchOutcome:
-        outcome = super().commit()
-        if outcome.stored:
-            for observer in self._observers:
-                observer(outcome.stored)
-        return outcome
+    It runs before the store's commit returns, so a received series is a durable candidate
+    by the time the sender is answered.
+    """
 
+    def record(instances: Sequence[StoredInstance]) -> None:
+        series = {i.series_instance_uid: i.study_instance_uid for i in instances}
+        with queue.database.write() as db:
+            record_candidates(db, series, time.time())
 
-class ObservedStore(InstanceStore):
-    """An instance store that reports each committed batch's stored instances (including
-    identical re-sends) to its observers, before the commit returns."""
-
-    def __init__(self, data_dir: str | Path, **options: Any) -> None:
-        super().__init__(data_dir, **options)
-        self._observers: list[StoredObserver] = []
-
-    def observe(self, observer: StoredObserver) -> None:
-        """Call ``observer`` with the stored instances of every later batch."""
-        self._observers.append(observer)
-
-    def batch(self) -> IngestBatch:
-        """A new batch whose commit is reported to the observers."""
-        return _ObservedBatch(self, tuple(self._observers))
+    return record
 
 
 @dataclass(frozen=True)
@@ -175,29 +153,12 @@ class Router:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.on_job: Callable[[Job], None] | None = None
-        with queue.database.write() as db:
-            db.execute(_SCHEMA)
-
-    def record(self, instances: Sequence[StoredInstance]) -> None:
-        """Note that instances of these series were received now (an observer)."""
-        series = {i.series_instance_uid: i.study_instance_uid for i in instances}
-        now = time.time()
-        with self._queue.database.write() as db:
-            db.executemany(
-                "INSERT INTO routing_candidates VALUES (?, ?, ?) ON CONFLICT "
-                "(series_instance_uid) DO UPDATE SET last_received_at = excluded.last_received_at",
-                [(uid, study, now) for uid, study in series.items()],
-            )
 
     def run_due(self) -> list[Job]:
         """Route every candidate stable for ``stable_s``; the jobs created."""
         cutoff = time.time() - self._stable_s
         with self._queue.database.read() as db:
-            due = db.execute(
-                "SELECT series_instance_uid, study_instance_uid, last_received_at FROM "
-                "routing_candidates WHERE last_received_at <= ? ORDER BY last_received_at",
-                (cutoff,),
-            ).fetchall()
+            due = due_candidates(db, cutoff)
         created: list[Job] = []
         facts_by_study: dict[str, list[SeriesFacts]] = {}
         for series, study, received_at in due:
@@ -209,11 +170,7 @@ class Router:
             if facts is not None:
                 created.extend(self._route(facts))
             with self._queue.database.write() as db:  # unless an instance came meanwhile
-                db.execute(
-                    "DELETE FROM routing_candidates WHERE series_instance_uid = ? AND "
-                    "last_received_at = ?",
-                    (series, received_at),
-                )
+                drop_candidate(db, series, received_at)
         return created
 
     def _route(self, facts: SeriesFacts) -> list[Job]:

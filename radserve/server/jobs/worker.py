@@ -39,11 +39,9 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import JPEGLSLossless
 
-from radserve.dicom_io.errors import DicomIOError
-from radserve.dicom_io.reading.instances import read_instance
-from radserve.dicom_io.reading.series import image_series_from_instances
-from radserve.inference.errors import InferenceError, SeriesNotAcceptedError
-from radserve.radiomics.runner import without_features
+from radserve.dicom_io import DicomIOError, image_series_from_instances, read_instance
+from radserve.inference import InferenceError, SeriesNotAcceptedError
+from radserve.radiomics import RadiomicsError, without_features
 from radserve.server.jobs.db import JobFeatures, SegmentFeatureSummary
 from radserve.server.jobs.export import ExportPolicy, pacs_client
 from radserve.server.jobs.pipeline import PipelineResult, run_pipeline
@@ -205,7 +203,7 @@ class WorkerPool:
                 self._metrics.jobs_finished.inc(state=JobState.FAILED)
         except QueueError:  # the database failed: nothing can be recorded
             raise
-        except (DicomIOError, InferenceError) as exc:  # messages never hold PHI
+        except (DicomIOError, InferenceError, RadiomicsError) as exc:  # messages never hold PHI
             self._failed(job, str(exc), timings)
         except Exception as exc:  # the job fails visibly; log type and frames, not the message
             frames = "".join(traceback.format_tb(exc.__traceback__))
@@ -362,7 +360,7 @@ class WorkerPool:
     # --- storing -----------------------------------------------------------------------
 
     def _store_results(self, datasets: Sequence[Dataset]) -> list[ResultInstance]:
-        self._store_datasets(datasets)
+        self._store_datasets(datasets, notify=False)  # never a routing candidate
         return [
             ResultInstance(
                 kind=_kind(ds),
@@ -372,8 +370,8 @@ class WorkerPool:
             for ds in datasets
         ]
 
-    def _store_datasets(self, datasets: Sequence[Dataset]) -> None:
-        with self._store.batch() as batch:
+    def _store_datasets(self, datasets: Sequence[Dataset], *, notify: bool = True) -> None:
+        with self._store.batch(notify=notify) as batch:
             for ds in datasets:
                 staged = self._store.staged_file()
                 staged.write(_encode(ds))

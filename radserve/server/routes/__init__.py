@@ -1,1 +1,1 @@
-"""The HTTP API: DICOMweb (STOW-RS, QIDO-RS, WADO-RS), authentication and health."""
+"""The HTTP routes: DICOMweb (STOW-RS, QIDO-RS, WADO-RS), jobs, models, health, metrics."""

@@ -31,7 +31,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from radserve.radiomics.runner import feature_csv
+from radserve.radiomics import feature_csv
 from radserve.server.auth import require_role
 from radserve.server.deps import get_context
 from radserve.server.errors import (

@@ -29,7 +29,7 @@ import anyio
 from fastapi import APIRouter, Depends, Request, Response
 from pydicom.dataset import Dataset
 
-from radserve.dicom_io.errors import (
+from radserve.dicom_io import (
     DicomIOError,
     InstanceTooLargeError,
     InvalidDicomError,

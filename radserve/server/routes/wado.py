@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from radserve.dicom_io.reading.instances import read_instance
+from radserve.dicom_io import read_instance
 from radserve.server.auth import require_role
 from radserve.server.deps import DICOM_JSON, get_context
 from radserve.server.errors import NotAcceptableError

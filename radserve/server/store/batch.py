@@ -1,23 +1,22 @@
 """A batch of received instances and what the store made of it.
 
-:class:`IngestBatch` queues the files of one STOW-RS request; :class:`InstanceStore` validates
+:class:`IngestBatch` queues the files of one STOW-RS request; the instance store validates
 them as they are added and stores them together on :meth:`IngestBatch.commit`, reporting each
-as a :class:`StoredInstance` or a :class:`FailedInstance`.
+as a :class:`StoredInstance` or a :class:`FailedInstance`. The batch knows the store only by
+the two functions it is given, so it does not import it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
-from radserve.dicom_io.errors import DicomIOError, StoreError
+from radserve.dicom_io import DicomIOError
+from radserve.server.store.errors import StoreError
 from radserve.server.store.files import StagedFile
 from radserve.server.store.index import IndexRows
-
-if TYPE_CHECKING:
-    from radserve.server.store.instances import InstanceStore
 
 
 @dataclass(frozen=True)
@@ -80,8 +79,19 @@ class IngestBatch:
     Not for concurrent use from several threads; batches of different threads are fine.
     """
 
-    def __init__(self, store: InstanceStore) -> None:
-        self._store = store
+    def __init__(
+        self,
+        validate: Callable[[StagedFile, str | None], PendingInstance | FailedInstance],
+        commit: Callable[[list[PendingInstance | FailedInstance]], BatchOutcome],
+    ) -> None:
+        """Start a batch.
+
+        Args:
+            validate: Checks one received file and says what it would store (the store's).
+            commit: Stores and indexes validated files together (the store's).
+        """
+        self._validate = validate
+        self._commit = commit
         self._pending: list[PendingInstance | FailedInstance] = []
         self._done = False
 
@@ -95,7 +105,7 @@ class IngestBatch:
         if self._done:
             raise StoreError("batch already committed or aborted")
         staged.close()
-        result = self._store._validate(staged, study_instance_uid)
+        result = self._validate(staged, study_instance_uid)
         if isinstance(result, FailedInstance):
             staged.discard()
         self._pending.append(result)
@@ -105,7 +115,7 @@ class IngestBatch:
         if self._done:
             raise StoreError("batch already committed or aborted")
         self._done = True
-        return self._store._commit(self._pending)
+        return self._commit(self._pending)
 
     def abort(self) -> None:
         """Drop the queued instances."""

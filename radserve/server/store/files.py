@@ -19,10 +19,14 @@ import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
-from radserve.dicom_io.errors import InvalidDicomError
-from radserve.dicom_io.reading.headers import FileHead, header_and_location
-from radserve.dicom_io.reading.instances import read_instance
-from radserve.dicom_io.reading.quirks import ToleratedQuirks, check_and_tolerate
+from radserve.dicom_io import (
+    FileHead,
+    InvalidDicomError,
+    ToleratedQuirks,
+    check_and_tolerate,
+    header_and_location,
+    read_instance,
+)
 
 COPY_CHUNK_BYTES = 1024 * 1024
 # Larger instances are validated from their header plus a check that the last element fits

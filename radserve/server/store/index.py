@@ -31,7 +31,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import IS, PersonName
 
-from radserve.dicom_io.reading.enhanced import text_value
+from radserve.dicom_io import text_value
 
 SCHEMA_VERSION = 1
 
@@ -150,7 +150,7 @@ _KEYS = {
 
 
 @functools.cache
-def _columns(level: QueryLevel) -> tuple[str, ...]:
+def index_columns(level: QueryLevel) -> tuple[str, ...]:
     keys = _KEYS[level]
     own = [a.column for a in ATTRIBUTES if a.level is level and a.column not in keys]
     return (*keys, *own)
@@ -167,7 +167,7 @@ def _column_type(column: str) -> str:
 
 
 def _table_sql(level: QueryLevel, extra: Sequence[str], references: str | None) -> str:
-    columns = _columns(level)
+    columns = index_columns(level)
     lines = [f"{columns[0]} TEXT PRIMARY KEY"]
     lines += [f"{c} {_column_type(c)}" for c in columns[1:]]
     lines += [*extra, "attributes TEXT NOT NULL"]
@@ -208,7 +208,7 @@ SCHEMA: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class LevelRow:
-    """The values of one level's row, in the order of ``_columns(level)``, plus JSON."""
+    """The values of one level's row, in the order of ``index_columns(level)``, plus JSON."""
 
     level: QueryLevel
     values: tuple[str | int | None, ...]
@@ -366,7 +366,7 @@ def index_rows(ds: Dataset, *, file_values: Mapping[str, str | int]) -> IndexRow
         values = {a.column: _value(ds, a, element) for a, element in found}
         for column in _KEYS[level][1:]:  # the keys of the parent levels
             values[column] = text_value(ds, _keyword(column))
-        ordered = tuple(values[c] for c in _columns(level))
+        ordered = tuple(values[c] for c in index_columns(level))
         if level is QueryLevel.IMAGE:
             ordered += tuple(file_values[k] for k in _FILE_COLUMNS)
         rows.append(LevelRow(level, ordered, _json_subset(found)))
@@ -383,7 +383,7 @@ def _keyword(column: str) -> str:
 
 def insert_sql(level: QueryLevel, *, replace: bool) -> str:
     """``INSERT`` (or ``INSERT OR REPLACE``) of one row of ``level``."""
-    columns = [*_columns(level)]
+    columns = [*index_columns(level)]
     if level is QueryLevel.IMAGE:
         columns += _FILE_COLUMNS
     columns.append("attributes")

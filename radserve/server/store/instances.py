@@ -35,6 +35,7 @@ import os
 import re
 import sqlite3
 import uuid
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,25 +44,28 @@ from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset
 
-from radserve.dicom_io.errors import (
+from radserve.dicom_io import (
+    DEFAULT_MAX_INSTANCE_BYTES,
     DicomIOError,
-    DuplicateInstanceError,
-    InstanceNotFoundError,
-    InstanceRejectedError,
     InvalidDicomError,
-    QueryError,
-    StoreError,
-    StoreFullError,
+    check_transfer_syntax,
+    read_instance,
+    text_value,
 )
-from radserve.dicom_io.reading.enhanced import text_value
-from radserve.dicom_io.reading.instances import DEFAULT_MAX_INSTANCE_BYTES, read_instance
-from radserve.dicom_io.reading.transfer_syntax import check_transfer_syntax
 from radserve.server.store.batch import (
     BatchOutcome,
     FailedInstance,
     IngestBatch,
     PendingInstance,
     StoredInstance,
+)
+from radserve.server.store.errors import (
+    DuplicateInstanceError,
+    InstanceNotFoundError,
+    InstanceRejectedError,
+    QueryError,
+    StoreError,
+    StoreFullError,
 )
 from radserve.server.store.files import (
     StagedFile,
@@ -84,6 +88,7 @@ from radserve.server.store.query import InstanceQuery, result_json, search_sql
 
 __all__ = [
     "BatchOutcome",
+    "CommitListener",
     "DuplicateInstanceError",
     "FailedInstance",
     "IngestBatch",
@@ -101,6 +106,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+CommitListener = Callable[[Sequence[StoredInstance]], None]
+"""Told of the instances of each committed batch (see :class:`InstanceStore`)."""
+
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 _SYNC_THREADS = 8
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -115,6 +123,9 @@ class InstanceStore:
             UID instead of refusing it.
         max_instance_bytes: Refuse larger instances.
         max_instances_per_study: Refuse instances beyond this many in one study.
+        on_commit: Called with the stored instances (identical re-sends included) of each
+            committed batch, before the commit returns; an exception fails the commit's
+            caller (the instances stay stored, and a re-send is a no-op).
 
     Raises:
         StoreError: The folder is not writable, the index cannot be opened, or another
@@ -128,8 +139,10 @@ class InstanceStore:
         overwrite: bool = False,
         max_instance_bytes: int = DEFAULT_MAX_INSTANCE_BYTES,
         max_instances_per_study: int | None = None,
+        on_commit: CommitListener | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self._on_commit = on_commit
         self.overwrite = overwrite
         self.max_instance_bytes = max_instance_bytes
         self.max_instances_per_study = max_instances_per_study
@@ -223,9 +236,24 @@ class InstanceStore:
         except OSError as exc:
             raise _io_error("a staging file cannot be created", exc) from exc
 
-    def batch(self) -> IngestBatch:
-        """A new batch of instances to store together."""
-        return IngestBatch(self)
+    def batch(self, *, notify: bool = True) -> IngestBatch:
+        """A new batch of instances to store together.
+
+        Args:
+            notify: Report the batch's stored instances to ``on_commit``; ``False`` for
+                radserve's own results, which are never routing candidates.
+        """
+        if not notify or self._on_commit is None:
+            return IngestBatch(self._validate, self._commit)
+        listener = self._on_commit
+
+        def commit_and_notify(items: list[PendingInstance | FailedInstance]) -> BatchOutcome:
+            outcome = self._commit(items)
+            if outcome.stored:
+                listener(outcome.stored)
+            return outcome
+
+        return IngestBatch(self._validate, commit_and_notify)
 
     def store(
         self, source: str | Path | bytes | BinaryIO, *, study_instance_uid: str | None = None

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
-from radserve.dicom_io.errors import QueryError
+from radserve.server.store.errors import QueryError
 from radserve.server.store.index import (
     ATTRIBUTES,
     ATTRIBUTES_BY_KEYWORD,

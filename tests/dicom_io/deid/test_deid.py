@@ -17,23 +17,21 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sr._concepts_dict import concepts
 
-from radserve.dicom_io.deid.dataset import (
-    DeidentificationError,
-    DeidOptions,
-    deidentify,
-    deidentify_files,
-    resolve_salt,
-)
-from radserve.dicom_io.deid.profile import (
+from radserve.dicom_io import (
     PATTERN_ROWS,
     PRIVATE_ROW,
     PROFILE_ROWS,
     ROWS_BY_TAG,
+    DeidentificationError,
+    DeidOptions,
     ProfileOption,
     ProfileRow,
+    deidentify,
+    deidentify_files,
+    derive_uid,
+    read_instance,
+    resolve_salt,
 )
-from radserve.dicom_io.reading.instances import read_instance
-from radserve.dicom_io.uids import derive_uid
 from tests.conftest import DEMO_STUDY, SHARED_DATA, ValidatorReport
 
 SALT = "test-salt-not-a-secret-0123456789"

@@ -14,11 +14,17 @@ import numpy.typing as npt
 import pytest
 import SimpleITK as sitk
 
-from radserve.dicom_io.errors import MaskError
-from radserve.dicom_io.masks.files import read_labelmap_file, write_labelmap_file
-from radserve.dicom_io.masks.labelmap import TISSUE, LabelMap, SegmentInfo
-from radserve.dicom_io.reading.series import read_series
-from radserve.dicom_io.volume import Volume, read_image_file
+from radserve.dicom_io import (
+    TISSUE,
+    LabelMap,
+    MaskError,
+    SegmentInfo,
+    Volume,
+    read_image_file,
+    read_labelmap_file,
+    read_series,
+    write_labelmap_file,
+)
 
 
 @cache

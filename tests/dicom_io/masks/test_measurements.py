@@ -11,11 +11,16 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from radserve.dicom_io.errors import MeasurementError
-from radserve.dicom_io.masks.labelmap import ANATOMICAL_STRUCTURE, Code, LabelMap, SegmentInfo
-from radserve.dicom_io.masks.measurements import measure_segments
-from radserve.dicom_io.reading.series import read_image_series
-from radserve.dicom_io.volume import Volume
+from radserve.dicom_io import (
+    ANATOMICAL_STRUCTURE,
+    Code,
+    LabelMap,
+    MeasurementError,
+    SegmentInfo,
+    Volume,
+    measure_segments,
+    read_image_series,
+)
 
 
 def _labels_on_grid(mask_path: Path, grid: Volume) -> np.ndarray:

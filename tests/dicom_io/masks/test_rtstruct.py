@@ -16,23 +16,21 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from skimage.draw import polygon2mask
 
-from radserve.dicom_io.errors import MaskError
-from radserve.dicom_io.masks.labelmap import (
+from radserve.dicom_io import (
     ANATOMICAL_STRUCTURE,
     MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
     NEOPLASM,
     ORGAN,
-    TISSUE,
-)
-from radserve.dicom_io.masks.rtstruct import (
     PLANNING_TARGET_VOLUME,
     RT_STRUCTURE_SET_STORAGE,
     RT_TARGET,
+    TISSUE,
+    MaskError,
+    Volume,
     list_rois,
     read_rtstruct,
+    read_series,
 )
-from radserve.dicom_io.reading.series import read_series
-from radserve.dicom_io.volume import Volume
 
 STS_CASES = ["STS_001", "STS_002", "STS_003", "STS_004"]
 # Measured: the four STS cases match MIRP's voxel masks exactly (Dice 1.0, 0 voxels differ;

@@ -32,24 +32,20 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from radserve.dicom_io.errors import (
+from radserve.dicom_io import (
+    DEFLATED_IMAGE_FRAME_COMPRESSION,
+    ENCAPSULATED_UNCOMPRESSED_EXPLICIT_VR_LITTLE_ENDIAN,
     InstanceTooLargeError,
     InvalidDicomError,
     UnsupportedTransferSyntaxError,
-)
-from radserve.dicom_io.reading.instances import (
+    check_transfer_syntax,
     decode_pixel_arrays,
     iter_instance_headers,
     iter_instances,
     read_instance,
     read_pixel_data_into,
-    with_pixel_data,
-)
-from radserve.dicom_io.reading.transfer_syntax import (
-    DEFLATED_IMAGE_FRAME_COMPRESSION,
-    ENCAPSULATED_UNCOMPRESSED_EXPLICIT_VR_LITTLE_ENDIAN,
-    check_transfer_syntax,
     supported_transfer_syntaxes,
+    with_pixel_data,
 )
 from tests.conftest import require
 

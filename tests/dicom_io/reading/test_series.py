@@ -18,7 +18,7 @@ from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 from pydicom.valuerep import format_number_as_ds
 
-from radserve.dicom_io.errors import (
+from radserve.dicom_io import (
     DuplicatePositionError,
     GantryTiltError,
     InconsistentSeriesError,
@@ -27,12 +27,11 @@ from radserve.dicom_io.errors import (
     MixedOrientationError,
     MultipleStacksError,
     NotAVolumeError,
-)
-from radserve.dicom_io.reading.instances import iter_instance_headers, iter_instances
-from radserve.dicom_io.reading.series import (
     group_by_study,
     group_series,
     image_series_from_instances,
+    iter_instance_headers,
+    iter_instances,
     read_image_series,
     read_series,
     volume_from_instances,

@@ -25,25 +25,25 @@ from pydicom.uid import (
 )
 from scipy import ndimage
 
-from radserve.dicom_io.algorithm import AlgorithmIdentity
-from radserve.dicom_io.errors import MaskError
-from radserve.dicom_io.masks.labelmap import LabelMap, SegmentInfo
-from radserve.dicom_io.reading.series import ImageSeries, read_image_series
-from radserve.dicom_io.sc.overlay import (
+from radserve.dicom_io import (
     OVERLAY_TRANSFER_SYNTAXES,
-    SECONDARY_CAPTURE_IMAGE_STORAGE,
-    write_overlay_sc,
-)
-from radserve.dicom_io.sc.render import (
     PALETTE,
     REVIEW_WARNING,
+    SECONDARY_CAPTURE_IMAGE_STORAGE,
+    AlgorithmIdentity,
+    ImageSeries,
+    LabelMap,
+    MaskError,
+    SegmentInfo,
     SliceRenderer,
+    derive_uid,
     key_slice,
+    read_image_series,
     render_slice,
     window_from_headers,
+    write_overlay_sc,
     write_png,
 )
-from radserve.dicom_io.uids import derive_uid
 from tests.conftest import OrthancServer
 
 pytestmark = [pytest.mark.shared_data]

@@ -23,13 +23,20 @@ import pytest
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
-from radserve.dicom_io.algorithm import AlgorithmIdentity
-from radserve.dicom_io.derived import MAX_LENGTH
-from radserve.dicom_io.errors import MaskError
-from radserve.dicom_io.masks.labelmap import ANATOMICAL_STRUCTURE, ORGAN, LabelMap, SegmentInfo
-from radserve.dicom_io.reading.series import ImageSeries, read_image_series
-from radserve.dicom_io.seg.writing import read_seg, write_seg
-from radserve.dicom_io.volume import Volume
+from radserve.dicom_io import (
+    ANATOMICAL_STRUCTURE,
+    MAX_LENGTH,
+    ORGAN,
+    AlgorithmIdentity,
+    ImageSeries,
+    LabelMap,
+    MaskError,
+    SegmentInfo,
+    Volume,
+    read_image_series,
+    read_seg,
+    write_seg,
+)
 from tests.conftest import REPO_ROOT, ValidatorReport, require
 
 ALGORITHM = AlgorithmIdentity(name="test-model", version="1.2.3", model_sha256="ab" * 32)

@@ -17,17 +17,22 @@ import pytest
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
-from radserve.dicom_io.algorithm import AlgorithmIdentity
-from radserve.dicom_io.errors import MeasurementError
-from radserve.dicom_io.masks.labelmap import ANATOMICAL_STRUCTURE, Code, LabelMap, SegmentInfo
-from radserve.dicom_io.masks.measurements import SegmentMeasurements, measure_segments
-from radserve.dicom_io.reading.series import ImageSeries, read_image_series
-from radserve.dicom_io.seg.writing import write_seg
-from radserve.dicom_io.sr.writing import (
+from radserve.dicom_io import (
+    ANATOMICAL_STRUCTURE,
+    AlgorithmIdentity,
+    Code,
     CodingSchemeIdentification,
+    ImageSeries,
+    LabelMap,
+    MeasurementError,
     NumericMeasurement,
+    SegmentInfo,
+    SegmentMeasurements,
+    measure_segments,
+    read_image_series,
     read_sr_measurements,
     sr_uids,
+    write_seg,
     write_sr,
 )
 from tests.conftest import require

@@ -20,10 +20,15 @@ import httpx
 import pytest
 import uvicorn
 
-from radserve.dicom_io.reading.series import read_image_series
-from radserve.server.app import ServerLifecycle, build_server
-from radserve.server.http import uvicorn_config
-from radserve.server.settings import ServerSettings, hash_token, load_settings
+from radserve.dicom_io import read_image_series
+from radserve.server import (
+    ServerLifecycle,
+    ServerSettings,
+    build_server,
+    hash_token,
+    load_settings,
+    uvicorn_config,
+)
 from tests.conftest import REPO_ROOT, run_orthanc
 from tests.radiomics_sets import THRESHOLD_HU, bone_package
 

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from radserve.radiomics.params import load_parameter_set
-from radserve.server.app import ServerLifecycle, build_server
+from radserve.radiomics import load_parameter_set
+from radserve.server import ServerLifecycle, build_server
 from tests.onnx_models import SMALL_SET_FILE
 
 from .conftest import (

@@ -14,9 +14,8 @@ import pydicom
 import pytest
 from dicomweb_client import DICOMwebClient
 
-from radserve.dicom_io.reading.series import read_image_series
-from radserve.dicom_io.seg.writing import read_seg
-from radserve.server.settings import ServerSettings
+from radserve.dicom_io import read_image_series, read_seg
+from radserve.server import ServerSettings
 
 from .conftest import (
     DICOM_MULTIPART,

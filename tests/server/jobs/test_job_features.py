@@ -12,13 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from radserve.dicom_io.reading.series import read_image_series
-from radserve.dicom_io.sr.writing import read_sr_measurements
-from radserve.inference.runtime import CPU, RuntimeSettings
-from radserve.radiomics.params import load_parameter_set
-from radserve.radiomics.runner import RadiomicsOptions
-from radserve.server.app import ServerLifecycle, build_server
-from radserve.server.registry import ModelRegistry, ModelRegistryError
+from radserve.dicom_io import read_image_series, read_sr_measurements
+from radserve.inference import CPU, RuntimeSettings
+from radserve.radiomics import RadiomicsOptions, load_parameter_set
+from radserve.server import ModelRegistry, ModelRegistryError, ServerLifecycle, build_server
 from tests.radiomics_sets import bone_package
 
 from .conftest import STUDY_UID, auth, server_settings

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from radserve.server.jobs.db import SegmentFeatureSummary
-from radserve.server.jobs.queue import (
+from radserve.server import (
     ExportState,
     FeatureTableNotFoundError,
     JobFeatures,
@@ -17,6 +16,7 @@ from radserve.server.jobs.queue import (
     JobSpec,
     JobState,
     ResultInstance,
+    SegmentFeatureSummary,
     Stage,
 )
 

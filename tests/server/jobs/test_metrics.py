@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from radserve.server.metrics import Counter, Histogram, ServerMetrics, gauge_lines
+from radserve.server import Counter, Histogram, ServerMetrics, gauge_lines
 
 
 def test_histogram_buckets_are_cumulative_with_sum_and_count() -> None:

@@ -15,15 +15,16 @@ import pytest
 from typer.testing import CliRunner
 
 from radserve.cli import app
-from radserve.dicom_io.reading.series import read_image_series
-from radserve.dicom_io.seg.writing import read_seg
-from radserve.dicom_io.sr.writing import read_sr_measurements
-from radserve.dicom_io.volume import read_image_file
-from radserve.inference.errors import InferenceTimeoutError, SeriesNotAcceptedError
-from radserve.inference.package import load_model_package
-from radserve.inference.predictor import Predictor
-from radserve.inference.runtime import CPU, RuntimeSettings
-from radserve.server.jobs.pipeline import run_pipeline
+from radserve.dicom_io import read_image_file, read_image_series, read_seg, read_sr_measurements
+from radserve.inference import (
+    CPU,
+    InferenceTimeoutError,
+    Predictor,
+    RuntimeSettings,
+    SeriesNotAcceptedError,
+    load_model_package,
+)
+from radserve.server import run_pipeline
 from tests.radiomics_sets import THRESHOLD_HU, bone_package
 
 

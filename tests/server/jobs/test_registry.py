@@ -8,11 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radserve.dicom_io.volume import Volume
-from radserve.inference.errors import ModelNotFoundError
-from radserve.inference.predictor import Prediction
-from radserve.inference.runtime import CPU, RuntimeSettings
-from radserve.server.registry import ModelRegistry, ModelRegistryError, version_key
+from radserve.dicom_io import Volume
+from radserve.inference import CPU, ModelNotFoundError, Prediction, RuntimeSettings
+from radserve.server import ModelRegistry, ModelRegistryError, version_key
 from tests.onnx_models import manifest_dict, threshold_model, write_package
 
 CPU_ONLY = RuntimeSettings(providers=(CPU,), intra_op_threads=1)

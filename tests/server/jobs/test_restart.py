@@ -71,7 +71,7 @@ def server_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[
 
 
 def _environment(tmp_path: Path, models_dir: Path, destination: str) -> dict[str, str]:
-    from radserve.server.settings import hash_token
+    from radserve.server import hash_token
 
     tokens = [
         {"name": name, "sha256": hash_token(token_of(name)), "roles": roles}

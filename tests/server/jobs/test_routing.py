@@ -7,10 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from radserve.inference.runtime import CPU, RuntimeSettings
-from radserve.server.jobs.queue import JobQueue, JobState
-from radserve.server.jobs.routing import ObservedStore, Router, SeriesFacts, mismatch, series_facts
-from radserve.server.registry import ModelRegistry
+from radserve.inference import CPU, RuntimeSettings
+from radserve.server import (
+    InstanceStore,
+    JobQueue,
+    JobState,
+    ModelRegistry,
+    Router,
+    SeriesFacts,
+    candidate_recorder,
+    mismatch,
+    series_facts,
+)
 
 from .conftest import STUDY_UID, ModelPackageCase, models_dir_with
 
@@ -18,18 +26,18 @@ from .conftest import STUDY_UID, ModelPackageCase, models_dir_with
 @pytest.fixture
 def parts(
     tmp_path: Path, tiny_package: ModelPackageCase
-) -> Iterator[tuple[ObservedStore, JobQueue, ModelRegistry]]:
+) -> Iterator[tuple[InstanceStore, JobQueue, ModelRegistry]]:
     registry = ModelRegistry(
         models_dir_with(tmp_path, tiny_package), runtime=RuntimeSettings(providers=(CPU,))
     )
-    store = ObservedStore(tmp_path / "data")
     queue = JobQueue(tmp_path / "data", lease_s=60, max_attempts=3)
+    store = InstanceStore(tmp_path / "data", on_commit=candidate_recorder(queue))
     yield store, queue, registry
     queue.close()
     store.close()
 
 
-def _store_all(store: ObservedStore, files: list[Path]) -> None:
+def _store_all(store: InstanceStore, files: list[Path]) -> None:
     with store.batch() as batch:
         for path in files:
             staged = store.staged_file()
@@ -39,12 +47,11 @@ def _store_all(store: ObservedStore, files: list[Path]) -> None:
 
 
 def test_a_stable_accepted_series_gets_one_job(
-    parts: tuple[ObservedStore, JobQueue, ModelRegistry], demo_study: Path
+    parts: tuple[InstanceStore, JobQueue, ModelRegistry], demo_study: Path
 ) -> None:
     store, queue, registry = parts
     waiting = Router(queue=queue, registry=registry, store=store, stable_s=3600, destinations=[])
     router = Router(queue=queue, registry=registry, store=store, stable_s=0, destinations=["a"])
-    store.observe(router.record)
     files = [*sorted((demo_study / "image").glob("*.dcm")), demo_study / "mask" / "RS.dcm"]
     _store_all(store, files)
 
@@ -59,13 +66,28 @@ def test_a_stable_accepted_series_gets_one_job(
     )
     assert router.run_due() == []  # the candidates are consumed
 
-    _store_all(store, files)  # the same study again: observed, but routed already
+    _store_all(store, files)  # the same study again: a candidate, but routed already
     assert router.run_due() == []
     assert len(queue.find()) == 1
 
 
+def test_results_stored_without_notice_are_never_candidates(
+    parts: tuple[InstanceStore, JobQueue, ModelRegistry], demo_study: Path
+) -> None:
+    store, queue, registry = parts
+    router = Router(queue=queue, registry=registry, store=store, stable_s=0, destinations=[])
+    with store.batch(notify=False) as batch:  # how the worker stores its results
+        for path in sorted((demo_study / "image").glob("*.dcm")):
+            staged = store.staged_file()
+            staged.write(path.read_bytes())
+            batch.add(staged)
+        assert len(batch.commit().stored) == 48
+    assert router.run_due() == []
+    assert queue.find() == []
+
+
 def test_series_facts_and_selection(
-    parts: tuple[ObservedStore, JobQueue, ModelRegistry], demo_study: Path
+    parts: tuple[InstanceStore, JobQueue, ModelRegistry], demo_study: Path
 ) -> None:
     store, _, registry = parts
     _store_all(

@@ -12,19 +12,23 @@ import pydicom
 import pytest
 from pydicom.uid import JPEGLSLossless, RLELossless
 
-from radserve.dicom_io.reading.series import read_image_series
-from radserve.dicom_io.seg.writing import read_seg
-from radserve.dicom_io.sr.writing import read_sr_measurements
-from radserve.inference.runtime import CPU, RuntimeSettings
-from radserve.radiomics.params import load_parameter_set
-from radserve.radiomics.runner import RadiomicsOptions
-from radserve.server.jobs.export import ExportPolicy
-from radserve.server.jobs.queue import Job, JobFeatures, JobQueue, JobSpec, JobState
-from radserve.server.jobs.routing import ObservedStore
-from radserve.server.jobs.worker import WorkerOptions, WorkerPool
-from radserve.server.metrics import ServerMetrics
-from radserve.server.registry import ModelRegistry
-from radserve.server.settings import RemoteSettings
+from radserve.dicom_io import read_image_series, read_seg, read_sr_measurements
+from radserve.inference import CPU, RuntimeSettings
+from radserve.radiomics import RadiomicsOptions, load_parameter_set
+from radserve.server import (
+    ExportPolicy,
+    InstanceStore,
+    Job,
+    JobFeatures,
+    JobQueue,
+    JobSpec,
+    JobState,
+    ModelRegistry,
+    RemoteSettings,
+    ServerMetrics,
+    WorkerOptions,
+    WorkerPool,
+)
 from tests.onnx_models import (
     SMALL_SET_FILE,
     manifest_dict,
@@ -35,7 +39,7 @@ from tests.radiomics_sets import bone_package
 
 from .conftest import STUDY_UID, TINY_MODEL, ModelPackageCase, free_port, models_dir_with
 
-MakePool = Callable[..., tuple[WorkerPool, JobQueue, ObservedStore]]
+MakePool = Callable[..., tuple[WorkerPool, JobQueue, InstanceStore]]
 
 
 @pytest.fixture
@@ -52,14 +56,14 @@ def make_pool(
         radiomics: RadiomicsOptions | None = None,
         metrics: ServerMetrics | None = None,
         overlay_transfer_syntax_uid: str = JPEGLSLossless,
-    ) -> tuple[WorkerPool, JobQueue, ObservedStore]:
+    ) -> tuple[WorkerPool, JobQueue, InstanceStore]:
         registry = ModelRegistry(
             models_dir or models_dir_with(tmp_path, tiny_package),
             runtime=RuntimeSettings(providers=(CPU,)),
             # Radiomics (the small set of the test packages) is tested on its own.
             radiomics=radiomics or RadiomicsOptions(enabled=False),
         )
-        store = ObservedStore(tmp_path / "data")
+        store = InstanceStore(tmp_path / "data")
         queue = JobQueue(tmp_path / "data", lease_s=60, max_attempts=max_attempts)
         closing.extend([registry.close, store.close, queue.close])
         files = [*sorted((demo_study / "image").glob("*.dcm")), demo_study / "mask" / "RS.dcm"]
@@ -189,7 +193,7 @@ def test_a_series_without_findings_is_done_with_an_sr_and_a_key_image(
 
 def _bone_radiomics_pool(
     make_pool: MakePool, tmp_path: Path, demo_study: Path, radiomics: RadiomicsOptions
-) -> tuple[WorkerPool, JobQueue, ObservedStore, ServerMetrics]:
+) -> tuple[WorkerPool, JobQueue, InstanceStore, ServerMetrics]:
     """Workers running the bone-threshold model with the small radiomics set."""
     spacing_mm = read_image_series(demo_study / "image").volume.spacing_mm
     bone_package(tmp_path / "radiomics", spacing_mm=spacing_mm)

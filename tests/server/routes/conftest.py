@@ -9,8 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from radserve.server.http import create_app
-from radserve.server.settings import ServerSettings, hash_token, load_settings
+from radserve.server import ServerSettings, create_app, hash_token, load_settings
 
 ROLES = {
     "submitter": ["submit"],

@@ -9,11 +9,9 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 
-from radserve.dicom_io.errors import MaskError
-from radserve.inference.errors import ModelNotFoundError
-from radserve.server.errors import ServiceBusyError
-from radserve.server.http import create_app, status_for
-from radserve.server.store.instances import StoreError
+from radserve.dicom_io import MaskError
+from radserve.inference import ModelNotFoundError
+from radserve.server import ServiceBusyError, StoreError, create_app, status_for
 
 from .conftest import auth, make_settings
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from radserve.server.errors import MalformedRequestError
-from radserve.server.routes.multipart import (
+from radserve.server import (
     Event,
+    MalformedRequestError,
     MultipartParser,
     PartData,
     PartEnd,

@@ -10,7 +10,7 @@ import httpx
 import pydicom
 import pytest
 
-from radserve.server.routes.multipart import MultipartParser, PartData, PartEnd, PartStart
+from radserve.server import MultipartParser, PartData, PartEnd, PartStart
 
 from .conftest import DICOM_MULTIPART, auth, multipart
 

@@ -23,7 +23,7 @@ import uvicorn
 from dicomweb_client import DICOMwebClient
 from pydicom.uid import generate_uid
 
-from radserve.server.http import create_app, uvicorn_config
+from radserve.server import create_app, uvicorn_config
 
 from .conftest import DICOM_MULTIPART, auth, make_settings, multipart
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
 
-from radserve.dicom_io.sc.overlay import OVERLAY_TRANSFER_SYNTAXES
-from radserve.server.settings import (
+from radserve.dicom_io import OVERLAY_TRANSFER_SYNTAXES
+from radserve.server import (
     Role,
     SettingsError,
     hash_token,

@@ -11,12 +11,12 @@ import httpx
 import pydicom
 import pytest
 
-from radserve.server.http import create_app
-from radserve.server.routes.stow import (
+from radserve.server import (
     CANNOT_UNDERSTAND,
     DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
     DUPLICATE_SOP_INSTANCE,
     OUT_OF_RESOURCES,
+    create_app,
 )
 
 from .conftest import BOUNDARY, DICOM_MULTIPART, MAX_REQUEST_BYTES, auth, make_settings, multipart

@@ -13,8 +13,8 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from radserve.dicom_io.reading.instances import read_instance
-from radserve.server.store.index import IndexRows, QueryLevel, _columns, index_rows
+from radserve.dicom_io import read_instance
+from radserve.server import IndexRows, QueryLevel, index_columns, index_rows
 
 FILE_VALUES = {
     "transfer_syntax_uid": "1.2.840.10008.1.2.1",
@@ -102,7 +102,7 @@ def test_rows_of_unusual_values_match_pydicom_conversion(syntax: str) -> None:
     fast, converted = _rows_both_ways(_written(ds, syntax), _written(ds, syntax))
     assert fast == converted
     assert fast.study.level is QueryLevel.STUDY
-    values = dict(zip(_columns(QueryLevel.IMAGE), fast.instance.values, strict=False))
+    values = dict(zip(index_columns(QueryLevel.IMAGE), fast.instance.values, strict=False))
     assert (values["instance_number"], values["rows"], values["columns"]) == (12, 512, 256)
     assert values["number_of_frames"] is None
     study = json.loads(fast.study.attributes)

@@ -18,11 +18,8 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import MPEG2MPML
 
-from radserve.dicom_io.errors import InvalidDicomError, UnsupportedTransferSyntaxError
-from radserve.dicom_io.reading.instances import read_instance
-from radserve.server.store import files as store_files
-from radserve.server.store.index import index_rows
-from radserve.server.store.instances import (
+from radserve.dicom_io import InvalidDicomError, UnsupportedTransferSyntaxError, read_instance
+from radserve.server import (
     DuplicateInstanceError,
     InstanceNotFoundError,
     InstanceQuery,
@@ -32,6 +29,8 @@ from radserve.server.store.instances import (
     QueryLevel,
     StoreError,
     StoreFullError,
+    index_rows,
+    read_received,
 )
 
 STUDY_UID = "1.3.6.1.4.1.14519.5.2.1.5168.1900.190311276211389538203367070477"
@@ -228,7 +227,7 @@ def test_garbage_and_truncated_input_is_refused(
 def test_large_instances_are_checked_without_reading_pixel_data(
     store: InstanceStore, demo_files: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_files, "FULL_READ_MAX_BYTES", 0)
+    monkeypatch.setattr("radserve.server.store.files.FULL_READ_MAX_BYTES", 0)
     data = demo_files[0].read_bytes()
     with pytest.raises(InvalidDicomError, match="truncated"):
         store.store(data[: len(data) - 1000])
@@ -297,8 +296,9 @@ def test_reopened_store_keeps_its_index_and_is_locked_while_open(
 
 
 _CRASH = """
-import os, sys
-from radserve.server.store import instances as store
+import importlib, os, sys
+# The crash is injected into the store's own module: the index insert it calls after the rename.
+store = importlib.import_module("radserve.server.store.instances")
 def crash(db, rows):
     os._exit(17)  # the process dies after the rename, before the index commit
 store.insert_rows = crash
@@ -368,8 +368,8 @@ def test_received_header_is_read_like_the_whole_instance(demo_files: list[Path])
     file_values: dict[str, str | int] = {"size_bytes": len(data)}
     file_values.update(dict.fromkeys(("transfer_syntax_uid", "path", "sha256", "stored_at"), "x"))
     for header in (
-        store_files.read_received(path, size=len(data), max_bytes=len(data), data=data),
-        store_files.read_received(path, size=len(data), max_bytes=len(data)),
+        read_received(path, size=len(data), max_bytes=len(data), data=data),
+        read_received(path, size=len(data), max_bytes=len(data)),
     ):
         # Uncompressed Pixel Data that ends the file is left unread; the rest is the same.
         assert "PixelData" not in header and "PixelData" in whole
