@@ -39,6 +39,12 @@ from radserve.dicom_io.errors import (
     NotAVolumeError,
     UnsupportedTransferSyntaxError,
 )
+from radserve.dicom_io.grid import (
+    SAME_GRID_DIRECTION_TOLERANCE,
+    SAME_GRID_TOLERANCE_VOXELS,
+    Grid,
+    GridProperty,
+)
 from radserve.dicom_io.masks import (
     ANATOMICAL_STRUCTURE,
     MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
@@ -139,6 +145,8 @@ __all__ = [
     "ROWS_BY_TAG",
     "RT_STRUCTURE_SET_STORAGE",
     "RT_TARGET",
+    "SAME_GRID_DIRECTION_TOLERANCE",
+    "SAME_GRID_TOLERANCE_VOXELS",
     "SECONDARY_CAPTURE_IMAGE_STORAGE",
     "SUFFIXES",
     "TISSUE",
@@ -151,6 +159,8 @@ __all__ = [
     "DuplicatePositionError",
     "FileHead",
     "GantryTiltError",
+    "Grid",
+    "GridProperty",
     "ImageSeries",
     "InconsistentSeriesError",
     "InstanceTooLargeError",

@@ -19,6 +19,8 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
+from radserve.dicom_io.grid import Grid, GridProperty
+
 # Flips LPS to RAS (NIfTI's patient space).
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -69,6 +71,19 @@ class Volume:
         """The array shape ``(slices, rows, columns)``."""
         k, j, i = self.array.shape
         return (int(k), int(j), int(i))
+
+    @property
+    def grid(self) -> Grid:
+        """The voxel grid (shape and geometry) of this volume."""
+        return Grid.from_geometry(self.shape, self.spacing_mm, self.origin_mm, self.direction)
+
+    def same_grid(self, other: Volume | Grid) -> bool:
+        """Whether ``other`` lies on this volume's grid (tolerance: :meth:`Grid.differences`)."""
+        return self.grid.matches(other if isinstance(other, Grid) else other.grid)
+
+    def grid_differences(self, other: Volume | Grid) -> tuple[GridProperty, ...]:
+        """What differs between this volume's grid and ``other``'s; empty on the same grid."""
+        return self.grid.differences(other if isinstance(other, Grid) else other.grid)
 
     def affine_lps(self) -> npt.NDArray[np.float64]:
         """4x4 matrix mapping ``(i, j, k, 1)`` to LPS millimetres."""

@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from radserve.dicom_io import Volume
+from radserve.dicom_io import Grid, Volume
 from radserve.inference.errors import PreprocessingError
 from radserve.inference.manifest import IntensitySpec, PreprocessingSpec, ScaleToUnit
 
@@ -50,8 +50,6 @@ SPACING_ATOL_MM = 1e-6
 
 MAX_NETWORK_VOXELS = 2**30
 """Largest network grid accepted (a guard against a target spacing far below the source's)."""
-
-_GEOMETRY_ATOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -172,12 +170,11 @@ def labels_to_source(
         raise ValueError(f"labels of shape {labels.shape} do not fit the network grid {size}")
     label_image = sitk.GetImageFromArray(np.ascontiguousarray(labels.astype(np.uint8).T))
     label_image.CopyInformation(reference)
-    target = _empty_like(source)
-    if _same_grid(label_image, target):
+    if source.same_grid(Grid.from_sitk(label_image)):
         return sitk.GetArrayFromImage(label_image)
     back = sitk.Resample(
         label_image,
-        target,
+        _empty_like(source),
         sitk.Transform(),
         sitk.sitkNearestNeighbor,
         0,
@@ -195,14 +192,3 @@ def _empty_like(volume: Volume) -> sitk.Image:
     image.SetOrigin(tuple(float(o) for o in volume.origin_mm))
     image.SetDirection(tuple(float(d) for d in np.asarray(volume.direction).ravel()))
     return image
-
-
-def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
-    return a.GetSize() == b.GetSize() and all(
-        np.allclose(x, y, rtol=0.0, atol=_GEOMETRY_ATOL)
-        for x, y in (
-            (a.GetSpacing(), b.GetSpacing()),
-            (a.GetOrigin(), b.GetOrigin()),
-            (a.GetDirection(), b.GetDirection()),
-        )
-    )

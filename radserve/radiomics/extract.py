@@ -50,8 +50,6 @@ from radserve.radiomics.params import ParameterSet, load_parameter_set
 
 logger = logging.getLogger(__name__)
 
-_GRID_ATOL_MM = 1e-3
-_DIRECTION_ATOL = 1e-4
 OnError = Literal["raise", "skip"]
 
 
@@ -195,34 +193,13 @@ def check_grid(image: Volume, mask: Volume) -> None:
 
     The message says whether the mask is outside the image or on another grid.
     """
-    same = (
-        image.shape == mask.shape
-        and np.allclose(image.spacing_mm, mask.spacing_mm, rtol=0, atol=_GRID_ATOL_MM)
-        and np.allclose(image.origin_mm, mask.origin_mm, rtol=0, atol=_GRID_ATOL_MM)
-        and np.allclose(image.direction, mask.direction, rtol=0, atol=_DIRECTION_ATOL)
-    )
-    if same:
+    found = image.grid_differences(mask)
+    if not found:
         return
     if not _overlap(image, mask):
         raise MaskGeometryError("the mask lies outside the image: their extents do not overlap")
     differences = [
-        what
-        for what, differs in (
-            (f"shape {mask.shape} vs {image.shape}", mask.shape != image.shape),
-            (
-                "spacing",
-                not np.allclose(image.spacing_mm, mask.spacing_mm, rtol=0, atol=_GRID_ATOL_MM),
-            ),
-            (
-                "origin",
-                not np.allclose(image.origin_mm, mask.origin_mm, rtol=0, atol=_GRID_ATOL_MM),
-            ),
-            (
-                "direction",
-                not np.allclose(image.direction, mask.direction, rtol=0, atol=_DIRECTION_ATOL),
-            ),
-        )
-        if differs
+        f"shape {mask.shape} vs {image.shape}" if what == "shape" else what for what in found
     ]
     raise MaskGeometryError(
         f"the mask is on another grid than the image ({', '.join(differences)}); "

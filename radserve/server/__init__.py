@@ -5,15 +5,19 @@ routing, export, metrics and the PACS client.
 
 from radserve.server.app import (
     ServerLifecycle,
-    build_server,
+    create_app,
+    open_server,
     serve,
+)
+from radserve.server.deps import (
+    JobServices,
+    ServerState,
 )
 from radserve.server.errors import (
     MalformedRequestError,
     ServiceBusyError,
 )
 from radserve.server.http import (
-    create_app,
     status_for,
     uvicorn_config,
 )
@@ -119,6 +123,7 @@ __all__ = [
     "JobFeatures",
     "JobNotFoundError",
     "JobQueue",
+    "JobServices",
     "JobSpec",
     "JobState",
     "MalformedRequestError",
@@ -143,6 +148,7 @@ __all__ = [
     "ServerLifecycle",
     "ServerMetrics",
     "ServerSettings",
+    "ServerState",
     "ServiceBusyError",
     "SettingsError",
     "Stage",
@@ -151,7 +157,6 @@ __all__ = [
     "WorkerOptions",
     "WorkerPool",
     "algorithm_identity",
-    "build_server",
     "candidate_recorder",
     "check_selection",
     "closing_delimiter",
@@ -162,6 +167,7 @@ __all__ = [
     "index_rows",
     "load_settings",
     "mismatch",
+    "open_server",
     "parse_media_type",
     "part_header",
     "read_received",

@@ -1,10 +1,11 @@
 """The whole server: DICOMweb, models, durable jobs, workers, routing, export, metrics.
 
-:func:`build_server` loads every model package (refusing to start on a bad one), opens the
-instance store and the job queue under ``data_dir``, and builds the app with the jobs,
-models and metrics routers. Its :class:`ServerLifecycle` starts the workers, the exporter and
-the router when the app starts (FastAPI lifespan) and stops them (and the radiomics worker
-processes), then closes the queue and the store, when it shuts down. STOW-RS answers 503 with
+:func:`open_server` loads every model package (refusing to start on a bad one) and opens the
+job queue and the instance store under ``data_dir``; :func:`create_app`, the one app factory,
+builds the app on them with one state object (:class:`radserve.server.deps.ServerState`). The
+:class:`ServerLifecycle` starts the workers, the exporter and the router when the app starts
+(FastAPI lifespan) and stops them (and the radiomics worker processes), then closes the queue
+and the store, when it shuts down. STOW-RS answers 503 with
 ``Retry-After`` while the queue holds ``queue_max_jobs`` queued jobs. ``/readyz`` checks the
 store, the models, the queue and the workers.
 """
@@ -15,7 +16,7 @@ import logging
 import math
 import threading
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 
@@ -23,21 +24,30 @@ import anyio
 import uvicorn
 from fastapi import FastAPI
 
+import radserve
 from radserve.inference import RuntimeSettings
 from radserve.radiomics import RadiomicsOptions
-from radserve.server.http import create_app, uvicorn_config
+from radserve.server.auth import Authenticator
+from radserve.server.deps import (
+    Backpressure,
+    JobServices,
+    ReadinessCheck,
+    ServerState,
+    never_busy,
+)
+from radserve.server.http import install_error_handling, install_log_redaction, uvicorn_config
 from radserve.server.jobs.export import Exporter, ExportPolicy
 from radserve.server.jobs.queue import JobQueue
 from radserve.server.jobs.routing import Router, candidate_recorder
 from radserve.server.jobs.worker import WorkerOptions, WorkerPool
 from radserve.server.metrics import ServerMetrics
 from radserve.server.registry import ModelRegistry
+from radserve.server.routes import health, qido, stow, wado
 from radserve.server.routes import jobs as jobs_api
 from radserve.server.routes import metrics as metrics_api
 from radserve.server.routes import models as models_api
-from radserve.server.services import ServerServices
 from radserve.server.settings import ServerSettings
-from radserve.server.store.instances import InstanceStore
+from radserve.server.store import InstanceStore
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +101,24 @@ class ServerLifecycle:
         self._started = False
         self._closed = False
 
+    def services(self) -> JobServices:
+        """The parts the jobs, models and metrics routes use."""
+        return JobServices(
+            queue=self.queue,
+            registry=self.registry,
+            workers=self.workers,
+            exporter=self.exporter,
+            metrics=self.metrics,
+        )
+
+    def readiness_checks(self) -> dict[str, ReadinessCheck]:
+        """The models', the queue's and the workers' readiness checks."""
+        return {
+            "models": self.registry.check_ready,
+            "queue": self.queue.check_ready,
+            "workers": self.workers.check_alive,
+        }
+
     def start(self) -> None:
         """Start the exporter, the workers and the router."""
         with self._lock:
@@ -125,8 +153,9 @@ class ServerLifecycle:
         logger.info("radserve stopped")
 
 
-def build_server(settings: ServerSettings) -> tuple[FastAPI, ServerLifecycle]:
-    """Build the app and its lifecycle (started by the app's lifespan).
+def open_server(settings: ServerSettings) -> ServerLifecycle:
+    """Load the models and open the store, the job queue and the background parts (not
+    started: the app's lifespan starts them).
 
     Raises:
         ModelRegistryError: A model package is invalid, or there is none.
@@ -154,50 +183,95 @@ def build_server(settings: ServerSettings) -> tuple[FastAPI, ServerLifecycle]:
             max_attempts=settings.job_max_attempts,
         )
         cleanup.callback(queue.close)
-        store = InstanceStore(
-            settings.data_dir,
-            overwrite=settings.overwrite_instances,
-            max_instance_bytes=settings.max_request_bytes,
-            max_instances_per_study=settings.max_instances_per_study,
-            on_commit=candidate_recorder(queue) if settings.routing_enabled else None,
-        )
+        store = _open_store(settings, queue if settings.routing_enabled else None)
         cleanup.callback(store.close)
         lifecycle = _assemble(settings, registry, store, queue)
         cleanup.pop_all()
-    app = create_app(
-        settings,
-        store=store,
-        backpressure=QueueBackpressure(
-            queue, lifecycle.metrics, max_jobs=settings.queue_max_jobs, workers=settings.workers
-        ),
-        readiness_checks={
-            "models": registry.check_ready,
-            "queue": queue.check_ready,
-            "workers": lifecycle.workers.check_alive,
-        },
-    )
-    app.state.services = ServerServices(
-        queue=queue,
-        registry=registry,
-        workers=lifecycle.workers,
-        exporter=lifecycle.exporter,
-        metrics=lifecycle.metrics,
-    )
-    for router in (jobs_api.router, models_api.router, metrics_api.router):
-        app.include_router(router)
-    inner = app.router.lifespan_context
+    return lifecycle
+
+
+def create_app(
+    settings: ServerSettings,
+    *,
+    server: ServerLifecycle | None = None,
+    backpressure: Backpressure | None = None,
+    readiness_checks: Mapping[str, ReadinessCheck] | None = None,
+) -> FastAPI:
+    """The radserve app: the one factory.
+
+    With ``server`` (from :func:`open_server`) it is the whole product: DICOMweb, jobs,
+    models and metrics, STOW-RS back-pressure from the job queue, and a lifespan that starts
+    the background parts and stops them (closing the queue and the store) at shutdown.
+    Without, it is a DICOMweb-only app on a store it opens on ``settings.data_dir`` and
+    closes at shutdown.
+
+    Args:
+        settings: Checked server settings.
+        server: The opened server parts, or ``None`` for DICOMweb only.
+        backpressure: Asked before each STOW-RS request (default: the queue's, or never).
+        readiness_checks: Named checks for ``/readyz`` besides the store's (and, with
+            ``server``, the models', the queue's and the workers').
+
+    Raises:
+        StoreError: The store cannot be opened (DICOMweb only).
+    """
+    install_log_redaction()
+    store = server.store if server is not None else _open_store(settings, None)
+    checks = dict(readiness_checks or {})
+    jobs: JobServices | None = None
+    if server is not None:
+        jobs = server.services()
+        checks = {**server.readiness_checks(), **checks}
+        backpressure = backpressure or QueueBackpressure(
+            server.queue,
+            server.metrics,
+            max_jobs=settings.queue_max_jobs,
+            workers=settings.workers,
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        lifecycle.start()
+        if server is not None:
+            server.start()
         try:
-            async with inner(app):
-                yield
+            yield
         finally:
-            await anyio.to_thread.run_sync(lifecycle.stop)
+            if server is not None:
+                await anyio.to_thread.run_sync(server.stop)
+            else:
+                store.close()
 
-    app.router.lifespan_context = lifespan
-    return app, lifecycle
+    app = FastAPI(
+        title="radserve",
+        version=radserve.__version__,
+        summary="DICOMweb AI inference server for radiology",
+        lifespan=lifespan,
+    )
+    app.state.radserve = ServerState(
+        settings=settings,
+        store=store,
+        authenticator=Authenticator(settings.tokens, settings.dev_token),
+        backpressure=backpressure or never_busy,
+        readiness_checks=checks,
+        jobs=jobs,
+    )
+    for router in (health.router, stow.router, qido.router, wado.router):
+        app.include_router(router)
+    if jobs is not None:
+        for router in (jobs_api.router, models_api.router, metrics_api.router):
+            app.include_router(router)
+    install_error_handling(app)
+    return app
+
+
+def _open_store(settings: ServerSettings, routing_queue: JobQueue | None) -> InstanceStore:
+    return InstanceStore(
+        settings.data_dir,
+        overwrite=settings.overwrite_instances,
+        max_instance_bytes=settings.max_request_bytes,
+        max_instances_per_study=settings.max_instances_per_study,
+        on_commit=candidate_recorder(routing_queue) if routing_queue is not None else None,
+    )
 
 
 def _assemble(
@@ -261,5 +335,5 @@ def serve(settings: ServerSettings) -> None:
         QueueError: The job database cannot be opened.
     """
     warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
-    app, _ = build_server(settings)
+    app = create_app(settings, server=open_server(settings))
     uvicorn.Server(uvicorn_config(app, host=settings.host, port=settings.port)).run()

@@ -3,7 +3,8 @@
 Tokens are configured by the SHA-256 of their value (:class:`TokenSettings`); a presented
 token is hashed and compared with every configured hash by :func:`hmac.compare_digest`, so
 neither the comparison nor the number of configured tokens tried leaks through timing.
-Roles are explicit: ``admin`` does not imply ``read`` or ``submit``. The development token
+Roles are explicit: ``admin`` does not imply ``read`` or ``submit``. Routes declare the role
+they need with :func:`radserve.server.deps.require_role`. The development token
 (``RADSERVE_DEV_TOKEN``) has every role.
 """
 
@@ -12,14 +13,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from fastapi import Request
 from pydantic import SecretStr
 
-from radserve.server.errors import AuthenticationError, PermissionDeniedError
+from radserve.server.errors import AuthenticationError
 from radserve.server.settings import Role, TokenSettings
 
 logger = logging.getLogger(__name__)
@@ -70,24 +69,3 @@ class Authenticator:
         if found is None:
             raise AuthenticationError("invalid token", invalid_token=True)
         return found
-
-
-def require_role(role: Role) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
-    """A FastAPI dependency: the request's principal, which must hold ``role``.
-
-    The principal is also left in ``request.state.principal``.
-
-    Raises:
-        AuthenticationError: No valid token (401).
-        PermissionDeniedError: The token lacks ``role`` (403).
-    """
-
-    async def dependency(request: Request) -> Principal:
-        authenticator: Authenticator = request.app.state.authenticator
-        principal = authenticator.authenticate(request.headers.get("authorization"))
-        if role not in principal.roles:
-            raise PermissionDeniedError(f"this token lacks the {role.value!r} role")
-        request.state.principal = principal
-        return principal
-
-    return dependency

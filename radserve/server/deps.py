@@ -1,16 +1,31 @@
-"""What the routers share: the application context, its dependency, DICOM JSON responses."""
+"""The server's one state object and the typed FastAPI dependencies that hand it out.
+
+:class:`ServerState` is everything a request handler may need (settings, the instance store,
+the authenticator, back-pressure and readiness checks, and the job components when the app
+runs jobs); :func:`radserve.server.app.create_app` builds it once and keeps it in
+``app.state.radserve``. Handlers never fish in ``request.app.state``: they declare what they
+use with the ``Annotated`` aliases below (``store: StoreDep``, ``jobs: JobsDep``, ...), and
+declare their authorization with :func:`require_role` / :func:`require_any_role`.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request, Response
+from fastapi import Depends, Request, Response
 
-from radserve.server.settings import ServerSettings
-from radserve.server.store.instances import InstanceStore
+from radserve.server.auth import Authenticator, Principal
+from radserve.server.errors import PermissionDeniedError
+from radserve.server.jobs.export import Exporter
+from radserve.server.jobs.queue import JobQueue
+from radserve.server.jobs.worker import WorkerPool
+from radserve.server.metrics import ServerMetrics
+from radserve.server.registry import ModelRegistry
+from radserve.server.settings import Role, ServerSettings
+from radserve.server.store import InstanceStore
 
 DICOM_JSON = "application/dicom+json"
 
@@ -27,26 +42,103 @@ def never_busy() -> float | None:
 
 
 @dataclass(frozen=True)
-class ApiContext:
-    """The application's shared state, in ``app.state.context``.
+class JobServices:
+    """The components behind ``/jobs``, ``/models`` and ``/metrics``.
+
+    Attributes:
+        queue: The durable job queue.
+        registry: The loaded models.
+        workers: The job workers (woken when a job is queued).
+        exporter: The export sender.
+        metrics: The recorded metrics.
+    """
+
+    queue: JobQueue
+    registry: ModelRegistry
+    workers: WorkerPool
+    exporter: Exporter
+    metrics: ServerMetrics
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """The application's shared state, in ``app.state.radserve``.
 
     Attributes:
         settings: The server settings.
         store: The instance store.
-        backpressure: Asked before STOW-RS accepts a request.
+        authenticator: Checks bearer tokens.
+        backpressure: Asked before STOW-RS or the jobs API accepts work.
         readiness_checks: Named checks run by ``/readyz`` besides the store's.
+        jobs: The job components; ``None`` for a DICOMweb-only app.
     """
 
     settings: ServerSettings
     store: InstanceStore
+    authenticator: Authenticator
     backpressure: Backpressure = never_busy
     readiness_checks: Mapping[str, ReadinessCheck] = field(default_factory=dict)
+    jobs: JobServices | None = None
 
 
-def get_context(request: Request) -> ApiContext:
-    """FastAPI dependency: the application context."""
-    context: ApiContext = request.app.state.context
-    return context
+def get_state(request: Request) -> ServerState:
+    """FastAPI dependency: the application's state."""
+    state: ServerState = request.app.state.radserve
+    return state
+
+
+StateDep = Annotated[ServerState, Depends(get_state)]
+
+
+def get_settings(state: StateDep) -> ServerSettings:
+    """FastAPI dependency: the server settings."""
+    return state.settings
+
+
+def get_store(state: StateDep) -> InstanceStore:
+    """FastAPI dependency: the instance store."""
+    return state.store
+
+
+def get_jobs(state: StateDep) -> JobServices:
+    """FastAPI dependency: the job components (only routed where the app runs jobs)."""
+    if state.jobs is None:
+        raise RuntimeError("this app runs no jobs")
+    return state.jobs
+
+
+SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
+StoreDep = Annotated[InstanceStore, Depends(get_store)]
+JobsDep = Annotated[JobServices, Depends(get_jobs)]
+
+
+def require_any_role(
+    *roles: Role,
+) -> Callable[[Request, ServerState], Coroutine[Any, Any, Principal]]:
+    """A FastAPI dependency: the request's principal, which must hold one of ``roles``.
+
+    The principal is also left in ``request.state.principal``.
+
+    Raises:
+        AuthenticationError: No valid token (401).
+        PermissionDeniedError: The token holds none of ``roles`` (403).
+    """
+    wanted = frozenset(roles)
+    names = " or ".join(repr(role.value) for role in roles)
+
+    async def dependency(request: Request, state: StateDep) -> Principal:
+        principal = state.authenticator.authenticate(request.headers.get("authorization"))
+        if not principal.roles & wanted:
+            raise PermissionDeniedError(f"this token lacks the {names} role")
+        request.state.principal = principal
+        return principal
+
+    return dependency
+
+
+def require_role(role: Role) -> Callable[[Request, ServerState], Coroutine[Any, Any, Principal]]:
+    """A FastAPI dependency: the request's principal, which must hold ``role``."""
+    return require_any_role(role)
 
 
 def dicomweb_url(request: Request) -> str:

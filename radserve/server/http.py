@@ -1,10 +1,5 @@
-"""The app factory, the one place where exceptions become HTTP statuses, and request ids.
-
-:func:`create_app` builds the FastAPI app from settings; routers per concept (health,
-STOW-RS, QIDO-RS, WADO-RS) are included here, and later ones (jobs, export) are added to the
-returned app with ``app.include_router``. Their handlers get the shared state with
-:func:`radserve.server.deps.get_context` and authorization with
-:func:`radserve.server.auth.require_role`.
+"""HTTP plumbing of the app: the one place where exceptions become statuses, request ids,
+log redaction, and how uvicorn runs the app (built by :func:`radserve.server.app.create_app`).
 
 Errors: handlers raise domain exceptions; :data:`STATUS_BY_EXCEPTION` maps them to statuses
 (first match wins). A 4xx body is ``{"error": <message>}`` (messages never hold PHI); a 5xx
@@ -26,9 +21,6 @@ import re
 import time
 import traceback
 import uuid
-import warnings
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -38,7 +30,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-import radserve
 from radserve.dicom_io import (
     DicomIOError,
     InconsistentSeriesError,
@@ -51,8 +42,6 @@ from radserve.inference import (
     ModelNotFoundError,
     SeriesNotAcceptedError,
 )
-from radserve.server.auth import Authenticator
-from radserve.server.deps import ApiContext, Backpressure, ReadinessCheck, never_busy
 from radserve.server.errors import (
     AuthenticationError,
     MalformedRequestError,
@@ -63,13 +52,10 @@ from radserve.server.errors import (
     UnsupportedMediaTypeError,
 )
 from radserve.server.jobs.queue import JobNotFoundError
-from radserve.server.routes import health, qido, stow, wado
-from radserve.server.settings import ServerSettings
 from radserve.server.store.instances import (
     DuplicateInstanceError,
     InstanceNotFoundError,
     InstanceRejectedError,
-    InstanceStore,
     QueryError,
     StoreError,
     StoreFullError,
@@ -237,64 +223,14 @@ def install_log_redaction() -> None:
         pydicom_logger.addFilter(PydicomValueRedactor())
 
 
-def create_app(
-    settings: ServerSettings,
-    *,
-    store: InstanceStore | None = None,
-    backpressure: Backpressure | None = None,
-    readiness_checks: Mapping[str, ReadinessCheck] | None = None,
-) -> FastAPI:
-    """Build the radserve app.
-
-    Args:
-        settings: Checked server settings.
-        store: The instance store; by default one is opened on ``settings.data_dir`` and
-            closed when the app shuts down.
-        backpressure: Asked before each STOW-RS request (default: never busy).
-        readiness_checks: Named checks for ``/readyz`` besides the store's.
-
-    Raises:
-        StoreError: The store cannot be opened.
-    """
-    install_log_redaction()
-    owned = store is None
-    if store is None:
-        store = InstanceStore(
-            settings.data_dir,
-            overwrite=settings.overwrite_instances,
-            max_instance_bytes=settings.max_request_bytes,
-            max_instances_per_study=settings.max_instances_per_study,
-        )
-    opened: InstanceStore = store
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if owned:
-            opened.close()
-
-    app = FastAPI(
-        title="radserve",
-        version=radserve.__version__,
-        summary="DICOMweb AI inference server for radiology",
-        lifespan=lifespan,
-    )
-    app.state.context = ApiContext(
-        settings=settings,
-        store=opened,
-        backpressure=backpressure or never_busy,
-        readiness_checks=dict(readiness_checks or {}),
-    )
-    app.state.authenticator = Authenticator(settings.tokens, settings.dev_token)
-    for router in (health.router, stow.router, qido.router, wado.router):
-        app.include_router(router)
+def install_error_handling(app: FastAPI) -> None:
+    """Map exceptions to statuses (:data:`STATUS_BY_EXCEPTION`) and add request ids."""
     handled: tuple[type[Exception], ...] = (DicomIOError, InferenceError, ClientDisconnect)
     for cls in handled:
         app.add_exception_handler(cls, _handle_error)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http)
     app.add_middleware(RequestContextMiddleware)
-    return app
 
 
 def uvicorn_config(app: FastAPI, *, host: str, port: int) -> uvicorn.Config:
@@ -316,14 +252,3 @@ def uvicorn_config(app: FastAPI, *, host: str, port: int) -> uvicorn.Config:
         server_header=False,
         timeout_graceful_shutdown=30,
     )
-
-
-def serve(settings: ServerSettings) -> None:
-    """Run the server until it is stopped (SIGINT / SIGTERM).
-
-    pydicom's warnings about invalid values quote the values; in the server process they
-    are not shown (the redacted log lines remain).
-    """
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
-    app = create_app(settings)
-    uvicorn.Server(uvicorn_config(app, host=settings.host, port=settings.port)).run()

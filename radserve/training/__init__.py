@@ -2,6 +2,13 @@
 comparison and ONNX export of a model package.
 """
 
+from radserve.training.checkpoint import (
+    BEST,
+    CONFIG,
+    LAST,
+    METRICS,
+    load_checkpoint,
+)
 from radserve.training.compare import (
     MAX_CONFIG_BYTES,
     MAX_LINE_BYTES,
@@ -46,12 +53,7 @@ from radserve.training.export import (
     verify_onnx,
 )
 from radserve.training.loop import (
-    BEST,
-    CONFIG,
-    LAST,
-    METRICS,
     TrainResult,
-    load_checkpoint,
     train,
 )
 from radserve.training.networks import (

@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
+from radserve.training.checkpoint import BEST, CONFIG, LAST, METRICS, load_checkpoint
 from radserve.training.errors import TrainingError
-from radserve.training.loop import BEST, CONFIG, LAST, METRICS, load_checkpoint
 
 logger = logging.getLogger(__name__)
 

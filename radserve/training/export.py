@@ -37,11 +37,11 @@ from radserve.inference import (
     preprocess,
     sha256_of_file,
 )
+from radserve.training.checkpoint import load_checkpoint
 from radserve.training.config import LoadedConfig, parse_config
 from radserve.training.datalist import Case, read_cases, read_datalist
 from radserve.training.errors import ExportError
 from radserve.training.evaluate import evaluate_package
-from radserve.training.loop import load_checkpoint
 from radserve.training.networks import build_network, size_divisor
 
 logger = logging.getLogger(__name__)

@@ -26,9 +26,6 @@ logger = logging.getLogger(__name__)
 
 SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr")
 
-ORIGIN_TOLERANCE_MM = 1e-3
-SPACING_TOLERANCE_MM = 1e-3
-DIRECTION_TOLERANCE = 1e-4
 # Float label values within this distance of an integer are taken as that integer.
 INTEGRAL_TOLERANCE = 1e-3
 # Index axes this close to parallel (|cos|) are matched when reordering axes.
@@ -201,26 +198,26 @@ def _reorder_axes_like(volume: Volume, reference: Volume) -> Volume:
 
 
 def _grid_differences(volume: Volume, reference: Volume) -> list[str]:
+    """What differs, with the values, for each property :meth:`Volume.grid_differences` names."""
     differences = []
-    if volume.shape != reference.shape:
+    found = reference.grid_differences(volume)
+    if "shape" in found:
         differences.append(
             f"shape (slices, rows, columns) {volume.shape} vs reference {reference.shape}"
         )
-    spacing_error = np.abs(np.subtract(volume.spacing_mm, reference.spacing_mm)).max()
-    if spacing_error > SPACING_TOLERANCE_MM:
+    if "spacing" in found:
         differences.append(
             f"spacing {_fmt(volume.spacing_mm, '.4f')} mm vs reference "
             f"{_fmt(reference.spacing_mm, '.4f')} mm"
         )
-    origin_error = np.abs(np.subtract(volume.origin_mm, reference.origin_mm)).max()
-    if origin_error > ORIGIN_TOLERANCE_MM:
+    if "origin" in found:
+        origin_error = np.abs(np.subtract(volume.origin_mm, reference.origin_mm)).max()
         differences.append(
             f"origin {_fmt(volume.origin_mm, '.3f')} mm vs reference "
             f"{_fmt(reference.origin_mm, '.3f')} mm "
             f"(off by up to {origin_error:.3g} mm)"
         )
-    direction_error = np.abs(np.subtract(volume.direction, reference.direction)).max()
-    if direction_error > DIRECTION_TOLERANCE:
+    if "direction" in found:
         differences.append(
             f"direction {_fmt(np.ravel(np.transpose(volume.direction)), '.4f')} vs reference "
             f"{_fmt(np.ravel(np.transpose(reference.direction)), '.4f')} (i, j, k axis vectors)"

@@ -16,11 +16,6 @@ from radserve.dicom_io.errors import MeasurementError
 from radserve.dicom_io.masks.labelmap import LabelMap
 from radserve.dicom_io.volume import Volume
 
-# Tolerances for "the same grid": geometry written to DICOM as decimal strings round-trips to
-# about 1e-6 mm; anything beyond a micrometre is a different grid.
-_GRID_ATOL_MM = 1e-3
-_DIRECTION_ATOL = 1e-4
-
 
 @dataclass(frozen=True)
 class SegmentMeasurements:
@@ -60,12 +55,7 @@ def check_same_grid(image: Volume, labelmap: LabelMap) -> None:
         raise MeasurementError(
             f"label map shape {grid.shape} does not match image shape {image.shape}"
         )
-    same = (
-        np.allclose(image.spacing_mm, grid.spacing_mm, rtol=0, atol=_GRID_ATOL_MM)
-        and np.allclose(image.origin_mm, grid.origin_mm, rtol=0, atol=_GRID_ATOL_MM)
-        and np.allclose(image.direction, grid.direction, rtol=0, atol=_DIRECTION_ATOL)
-    )
-    if not same:
+    if not image.same_grid(grid):
         raise MeasurementError(
             "label map geometry (spacing, origin or direction) does not match the image; "
             "resample it onto the image grid first"

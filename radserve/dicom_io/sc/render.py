@@ -70,7 +70,6 @@ _PAD_PX = 4
 _LINE_PX = 14
 _SWATCH_PX = 10
 _ENTRY_GAP_PX = 14
-_VOXEL_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -84,15 +83,7 @@ def _check_same_grid(image: Volume, labels: Volume) -> None:
         raise MaskError(
             f"label map grid {labels.shape} does not match the image grid {image.shape}"
         )
-    spacing = np.asarray(image.spacing_mm)
-    checks = {
-        "spacing": np.allclose(labels.spacing_mm, image.spacing_mm, atol=_VOXEL_TOLERANCE),
-        "origin": np.allclose(
-            labels.origin_mm, image.origin_mm, atol=float(spacing.min()) * _VOXEL_TOLERANCE * 10
-        ),
-        "direction": np.allclose(labels.direction, image.direction, atol=1e-4),
-    }
-    wrong = [name for name, ok in checks.items() if not ok]
+    wrong = image.grid_differences(labels)  # the shapes are equal
     if wrong:
         raise MaskError(
             "label map is not on the image grid (different " + ", ".join(wrong) + "); "
@@ -274,10 +265,6 @@ class SliceRenderer:
         self.image_top_px = int(self._top.shape[0])
         bottom_rows = 0 if self._bottom is None else int(self._bottom.shape[0])
         self.shape = (self.image_top_px + rows * self.scale + bottom_rows, width_px, 3)
-
-    def segment_colour(self, label: int) -> RGB | None:
-        """The outline colour of a segment present in the label map, else None."""
-        return dict(self._segments).get(label)
 
     def render(self, k: int) -> npt.NDArray[np.uint8]:
         """The RGB rendering ``(rows, columns, 3)`` of slice ``k``."""

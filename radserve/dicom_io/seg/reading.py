@@ -35,6 +35,8 @@ from radserve.dicom_io.volume import Volume
 
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 LABEL_MAP_SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
+SEG_SOP_CLASS_UIDS = frozenset({SEGMENTATION_STORAGE, LABEL_MAP_SEGMENTATION_STORAGE})
+"""The SOP Classes of a DICOM SEG (Segmentation and Label Map Segmentation Storage)."""
 DEFLATED_IMAGE_FRAME_COMPRESSION = "1.2.840.10008.1.2.8.1"
 _NATIVE_LITTLE_ENDIAN = (
     ImplicitVRLittleEndian,
@@ -119,10 +121,7 @@ def _load(seg: Dataset | str | Path) -> Dataset:
     except DicomIOError as exc:
         raise MaskError(f"not a DICOM SEG: {exc}") from exc
     sop_class = str(ds.get("SOPClassUID", ""))
-    if (
-        sop_class not in (SEGMENTATION_STORAGE, LABEL_MAP_SEGMENTATION_STORAGE)
-        and ds.get("Modality") != "SEG"
-    ):
+    if sop_class not in SEG_SOP_CLASS_UIDS and ds.get("Modality") != "SEG":
         raise MaskError(f"not a DICOM SEG (Modality {ds.get('Modality', 'missing')})")
     for keyword in ("PixelData", "SegmentSequence", "SharedFunctionalGroupsSequence"):
         if keyword not in ds:

@@ -181,10 +181,9 @@ def _check_same_grid(labelmap: Volume, volume: Volume) -> None:
     a, b = labelmap.frame_of_reference_uid, volume.frame_of_reference_uid
     if a and b and a != b:
         raise MaskError("label map and source series have different Frames of Reference")
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in volume.shape[::-1]])).reshape(3, -1).T
-    drift = np.abs(labelmap.index_to_lps(corners) - volume.index_to_lps(corners)).max()
-    if drift > GRID_TOLERANCE_VOXELS * min(volume.spacing_mm):
-        raise MaskError(f"label map grid is {drift:.2f} mm off the source grid")
+    wrong = volume.grid_differences(labelmap)  # the shapes are equal
+    if wrong:
+        raise MaskError(f"label map is off the source grid (different {', '.join(wrong)})")
 
 
 def _source_frames(source: ImageSeries) -> list[SourceFrame]:

@@ -12,7 +12,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from radserve.server.deps import get_context
+from radserve.server.deps import StateDep
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +26,9 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Readiness")
-def readyz(request: Request) -> JSONResponse:
+def readyz(request: Request, state: StateDep) -> JSONResponse:
     """Whether the server can take work: 200 when every check passes, else 503."""
-    context = get_context(request)
-    checks = {"store": context.store.check_ready, **context.readiness_checks}
+    checks = {"store": state.store.check_ready, **state.readiness_checks}
     results: dict[str, str] = {}
     for name, check in checks.items():
         try:

@@ -32,17 +32,20 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from radserve.radiomics import feature_csv
-from radserve.server.auth import require_role
-from radserve.server.deps import get_context
+from radserve.server.deps import JobsDep, StateDep, require_role
 from radserve.server.errors import (
     MalformedRequestError,
     NotAcceptableError,
     ServiceBusyError,
 )
 from radserve.server.jobs.queue import Job, JobFeatures, JobSpec, JobState
-from radserve.server.services import get_services
 from radserve.server.settings import LOCAL_SOURCE, Role
-from radserve.server.store.instances import InstanceNotFoundError, InstanceQuery, QueryLevel
+from radserve.server.store.instances import (
+    InstanceNotFoundError,
+    InstanceQuery,
+    InstanceStore,
+    QueryLevel,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -139,11 +142,10 @@ def _features_json(job_id: str, features: JobFeatures | None) -> dict[str, Any] 
 @router.post(
     "", status_code=202, summary="Create a job", dependencies=[Depends(require_role(Role.SUBMIT))]
 )
-def create_job(body: JobRequest, request: Request) -> JSONResponse:
+def create_job(body: JobRequest, state: StateDep, jobs: JobsDep) -> JSONResponse:
     """Queue a job running a model on a study or series."""
-    context = get_context(request)
-    services = get_services(request)
-    settings = context.settings
+    services = jobs
+    settings = state.settings
     model = services.registry.resolve(body.model)
     configured = [d.name for d in settings.destinations]
     destinations = (
@@ -158,8 +160,8 @@ def create_job(body: JobRequest, request: Request) -> JSONResponse:
     if body.source not in sources:
         raise MalformedRequestError(f"unknown source {body.source!r} (configured: {sources})")
     if body.source == LOCAL_SOURCE:
-        _check_in_store(request, body.study_instance_uid, body.series_instance_uid)
-    retry_after_s = context.backpressure()  # the queue is full
+        _check_in_store(state.store, body.study_instance_uid, body.series_instance_uid)
+    retry_after_s = state.backpressure()  # the queue is full
     if retry_after_s is not None:
         raise ServiceBusyError("the job queue is full; retry later", retry_after_s=retry_after_s)
     job = services.queue.submit(
@@ -177,19 +179,19 @@ def create_job(body: JobRequest, request: Request) -> JSONResponse:
     return JSONResponse(job_json(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
 
-def _check_in_store(request: Request, study: str, series: str | None) -> None:
+def _check_in_store(store: InstanceStore, study: str, series: str | None) -> None:
     level = QueryLevel.SERIES if series else QueryLevel.STUDY
     query = InstanceQuery(
         level=level, study_instance_uid=study, series_instance_uid=series, limit=1
     )
-    if not get_context(request).store.search(query):
+    if not store.search(query):
         what = "series" if series else "study"
         raise InstanceNotFoundError(f"no such {what} in the store (use a pull source?)")
 
 
 @router.get("", summary="List jobs", dependencies=[Depends(require_role(Role.READ))])
 def list_jobs(
-    request: Request,
+    jobs_: JobsDep,
     state: JobState | None = None,
     study_instance_uid: Annotated[str | None, Query(pattern=_UID, max_length=64)] = None,
     series_instance_uid: Annotated[str | None, Query(pattern=_UID, max_length=64)] = None,
@@ -198,7 +200,7 @@ def list_jobs(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, list[dict[str, Any]]]:
     """Jobs matching the filters, newest first."""
-    jobs = get_services(request).queue.find(
+    jobs = jobs_.queue.find(
         state=state,
         study_instance_uid=study_instance_uid,
         series_instance_uid=series_instance_uid,
@@ -210,9 +212,9 @@ def list_jobs(
 
 
 @router.get("/{job_id}", summary="One job", dependencies=[Depends(require_role(Role.READ))])
-def get_job(job_id: str, request: Request) -> dict[str, Any]:
+def get_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     """A job: state, stage, timings, error, results and exports."""
-    return job_json(get_services(request).queue.get(job_id))
+    return job_json(jobs.queue.get(job_id))
 
 
 @router.get(
@@ -224,10 +226,11 @@ def get_job(job_id: str, request: Request) -> dict[str, Any]:
 def get_job_features(
     job_id: str,
     request: Request,
+    jobs: JobsDep,
     format_name: Annotated[str | None, Query(alias="format", pattern="^(json|csv)$")] = None,
 ) -> Response:
     """The job's feature table: JSON, or CSV with ``?format=csv`` or ``Accept: text/csv``."""
-    queue = get_services(request).queue
+    queue = jobs.queue
     parameter_set, segments = queue.feature_table(job_id)
     media_type = format_media_type(format_name, request.headers.get("accept"))
     if media_type == CSV:

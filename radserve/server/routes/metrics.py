@@ -6,35 +6,22 @@ per-model inference time and export attempts and failures are recorded by this p
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 
-from radserve.server.auth import Authenticator, Principal
-from radserve.server.errors import PermissionDeniedError
+from radserve.server.deps import JobsDep, require_any_role
 from radserve.server.jobs.queue import JobState
 from radserve.server.metrics import CONTENT_TYPE, gauge_lines
-from radserve.server.services import get_services
 from radserve.server.settings import Role
 
-_ROLES = frozenset({Role.READ, Role.ADMIN})
-
-
-async def read_or_admin(request: Request) -> Principal:
-    """A FastAPI dependency: the principal, which must hold ``read`` or ``admin``."""
-    authenticator: Authenticator = request.app.state.authenticator
-    principal = authenticator.authenticate(request.headers.get("authorization"))
-    if not principal.roles & _ROLES:
-        raise PermissionDeniedError("this token lacks the 'read' or 'admin' role")
-    request.state.principal = principal
-    return principal
-
-
-router = APIRouter(tags=["operations"], dependencies=[Depends(read_or_admin)])
+router = APIRouter(
+    tags=["operations"], dependencies=[Depends(require_any_role(Role.READ, Role.ADMIN))]
+)
 
 
 @router.get("/metrics", summary="Prometheus metrics")
-def metrics(request: Request) -> Response:
+def metrics(jobs: JobsDep) -> Response:
     """The metrics in the Prometheus text format."""
-    services = get_services(request)
+    services = jobs
     counts = services.queue.counts_by_state()
     gauges = [
         gauge_lines(

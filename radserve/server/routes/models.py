@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
-from radserve.server.auth import require_role
+from radserve.server.deps import JobsDep, require_role
 from radserve.server.registry import RegisteredModel
-from radserve.server.services import get_services
 from radserve.server.settings import Role
 
 router = APIRouter(tags=["models"], dependencies=[Depends(require_role(Role.READ))])
@@ -47,6 +46,6 @@ def model_json(model: RegisteredModel) -> dict[str, Any]:
 
 
 @router.get("/models", summary="Loaded models")
-def list_models(request: Request) -> dict[str, list[dict[str, Any]]]:
+def list_models(jobs: JobsDep) -> dict[str, list[dict[str, Any]]]:
     """Every loaded model package, by name then version."""
-    return {"models": [model_json(m) for m in get_services(request).registry.models]}
+    return {"models": [model_json(m) for m in jobs.registry.models]}

@@ -20,10 +20,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydicom.datadict import keyword_for_tag
 
-from radserve.server.auth import require_role
-from radserve.server.deps import dicom_json_response, dicomweb_url, get_context
+from radserve.server.deps import StoreDep, dicom_json_response, dicomweb_url, require_role
 from radserve.server.settings import Role
-from radserve.server.store.instances import InstanceQuery, QueryError, QueryLevel
+from radserve.server.store.instances import InstanceQuery, InstanceStore, QueryError, QueryLevel
 from radserve.server.store.query import check_keyword
 
 router = APIRouter(
@@ -100,8 +99,8 @@ def parse_query(
     )
 
 
-def _search(request: Request, query: InstanceQuery) -> Response:
-    results = get_context(request).store.search(query)
+def _search(request: Request, store: InstanceStore, query: InstanceQuery) -> Response:
+    results = store.search(query)
     limit = (query.limit or 1) - 1
     headers = {"Warning": _MORE_RESULTS} if len(results) > limit else {}
     base = dicomweb_url(request)
@@ -123,41 +122,43 @@ def _retrieve_url(base: str, level: QueryLevel, result: dict[str, Any]) -> str:
 
 
 @router.get("/studies", summary="Search for studies")
-def search_studies(request: Request) -> Response:
+def search_studies(request: Request, store: StoreDep) -> Response:
     """Studies matching the query parameters."""
-    return _search(request, parse_query(request, QueryLevel.STUDY))
+    return _search(request, store, parse_query(request, QueryLevel.STUDY))
 
 
 @router.get("/series", summary="Search for series of any study")
-def search_series(request: Request) -> Response:
+def search_series(request: Request, store: StoreDep) -> Response:
     """Series of any study matching the query parameters."""
-    return _search(request, parse_query(request, QueryLevel.SERIES))
+    return _search(request, store, parse_query(request, QueryLevel.SERIES))
 
 
 @router.get("/studies/{study}/series", summary="Search for series of a study")
-def search_study_series(request: Request, study: str) -> Response:
+def search_study_series(request: Request, store: StoreDep, study: str) -> Response:
     """Series of one study matching the query parameters."""
-    return _search(request, parse_query(request, QueryLevel.SERIES, study_instance_uid=study))
+    return _search(
+        request, store, parse_query(request, QueryLevel.SERIES, study_instance_uid=study)
+    )
 
 
 @router.get("/instances", summary="Search for instances of any study")
-def search_instances(request: Request) -> Response:
+def search_instances(request: Request, store: StoreDep) -> Response:
     """Instances of any study matching the query parameters."""
-    return _search(request, parse_query(request, QueryLevel.IMAGE))
+    return _search(request, store, parse_query(request, QueryLevel.IMAGE))
 
 
 @router.get("/studies/{study}/instances", summary="Search for instances of a study")
-def search_study_instances(request: Request, study: str) -> Response:
+def search_study_instances(request: Request, store: StoreDep, study: str) -> Response:
     """Instances of one study matching the query parameters."""
-    return _search(request, parse_query(request, QueryLevel.IMAGE, study_instance_uid=study))
+    return _search(request, store, parse_query(request, QueryLevel.IMAGE, study_instance_uid=study))
 
 
 @router.get(
     "/studies/{study}/series/{series}/instances", summary="Search for instances of a series"
 )
-def search_series_instances(request: Request, study: str, series: str) -> Response:
+def search_series_instances(request: Request, store: StoreDep, study: str, series: str) -> Response:
     """Instances of one series matching the query parameters."""
     query = parse_query(
         request, QueryLevel.IMAGE, study_instance_uid=study, series_instance_uid=series
     )
-    return _search(request, query)
+    return _search(request, store, query)

@@ -35,8 +35,13 @@ from radserve.dicom_io import (
     InvalidDicomError,
     UnsupportedTransferSyntaxError,
 )
-from radserve.server.auth import require_role
-from radserve.server.deps import dicom_json_response, dicomweb_url, get_context
+from radserve.server.deps import (
+    ServerState,
+    StateDep,
+    dicom_json_response,
+    dicomweb_url,
+    require_role,
+)
 from radserve.server.errors import (
     MalformedRequestError,
     PayloadTooLargeError,
@@ -218,8 +223,8 @@ async def _receive(request: Request, session: StowSession, limit: int) -> StowRe
     return await anyio.to_thread.run_sync(session.finish)
 
 
-async def _store(request: Request, study_instance_uid: str | None) -> Response:
-    context = get_context(request)
+async def _store(request: Request, state: ServerState, study_instance_uid: str | None) -> Response:
+    context = state
     retry_after_s = context.backpressure()
     if retry_after_s is not None:
         raise ServiceBusyError(
@@ -307,12 +312,12 @@ def _header_text(message: str) -> str:
 
 
 @router.post("/studies", summary="Store instances (STOW-RS)")
-async def store_instances(request: Request) -> Response:
+async def store_instances(request: Request, state: StateDep) -> Response:
     """Store the instances of a multipart/related request, of any studies."""
-    return await _store(request, None)
+    return await _store(request, state, None)
 
 
 @router.post("/studies/{study}", summary="Store instances of one study (STOW-RS)")
-async def store_study_instances(request: Request, study: str) -> Response:
+async def store_study_instances(request: Request, state: StateDep, study: str) -> Response:
     """Store the instances of a multipart/related request, all of study ``study``."""
-    return await _store(request, study)
+    return await _store(request, state, study)

@@ -18,8 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from radserve.dicom_io import read_instance
-from radserve.server.auth import require_role
-from radserve.server.deps import DICOM_JSON, get_context
+from radserve.server.deps import DICOM_JSON, StoreDep, require_role
 from radserve.server.errors import NotAcceptableError
 from radserve.server.routes.multipart import (
     closing_delimiter,
@@ -61,12 +60,6 @@ def _accepts(accept: str | None, *, multipart: bool) -> bool:
     return False
 
 
-def _instances(
-    request: Request, study: str, series: str | None = None, instance: str | None = None
-) -> list[StoredInstance]:
-    return get_context(request).store.get_instances(study, series, instance)
-
-
 def _retrieve(request: Request, instances: Sequence[StoredInstance]) -> StreamingResponse:
     if not _accepts(request.headers.get("accept"), multipart=True):
         raise NotAcceptableError('WADO-RS sends multipart/related; type="application/dicom"')
@@ -99,10 +92,11 @@ def _part_type(instance: StoredInstance) -> str:
     return "application/dicom"
 
 
-def _metadata(request: Request, instances: Sequence[StoredInstance]) -> StreamingResponse:
+def _metadata(
+    request: Request, instances: Sequence[StoredInstance], *, limit: int
+) -> StreamingResponse:
     if not _accepts(request.headers.get("accept"), multipart=False):
         raise NotAcceptableError("WADO-RS metadata is sent as application/dicom+json")
-    limit = get_context(request).store.max_instance_bytes
 
     def body() -> Iterator[bytes]:
         yield b"["
@@ -125,35 +119,39 @@ def _metadata(request: Request, instances: Sequence[StoredInstance]) -> Streamin
 
 
 @router.get("/studies/{study}", summary="Retrieve a study")
-def retrieve_study(request: Request, study: str) -> StreamingResponse:
+def retrieve_study(request: Request, store: StoreDep, study: str) -> StreamingResponse:
     """All instances of a study."""
-    return _retrieve(request, _instances(request, study))
+    return _retrieve(request, store.get_instances(study))
 
 
 @router.get("/studies/{study}/series/{series}", summary="Retrieve a series")
-def retrieve_series(request: Request, study: str, series: str) -> StreamingResponse:
+def retrieve_series(
+    request: Request, store: StoreDep, study: str, series: str
+) -> StreamingResponse:
     """All instances of a series."""
-    return _retrieve(request, _instances(request, study, series))
+    return _retrieve(request, store.get_instances(study, series))
 
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}", summary="Retrieve an instance")
 def retrieve_instance(
-    request: Request, study: str, series: str, instance: str
+    request: Request, store: StoreDep, study: str, series: str, instance: str
 ) -> StreamingResponse:
     """One instance."""
-    return _retrieve(request, _instances(request, study, series, instance))
+    return _retrieve(request, store.get_instances(study, series, instance))
 
 
 @router.get("/studies/{study}/metadata", summary="Retrieve a study's metadata")
-def retrieve_study_metadata(request: Request, study: str) -> StreamingResponse:
+def retrieve_study_metadata(request: Request, store: StoreDep, study: str) -> StreamingResponse:
     """The metadata of every instance of a study."""
-    return _metadata(request, _instances(request, study))
+    return _metadata(request, store.get_instances(study), limit=store.max_instance_bytes)
 
 
 @router.get("/studies/{study}/series/{series}/metadata", summary="Retrieve a series' metadata")
-def retrieve_series_metadata(request: Request, study: str, series: str) -> StreamingResponse:
+def retrieve_series_metadata(
+    request: Request, store: StoreDep, study: str, series: str
+) -> StreamingResponse:
     """The metadata of every instance of a series."""
-    return _metadata(request, _instances(request, study, series))
+    return _metadata(request, store.get_instances(study, series), limit=store.max_instance_bytes)
 
 
 @router.get(
@@ -161,7 +159,9 @@ def retrieve_series_metadata(request: Request, study: str, series: str) -> Strea
     summary="Retrieve an instance's metadata",
 )
 def retrieve_instance_metadata(
-    request: Request, study: str, series: str, instance: str
+    request: Request, store: StoreDep, study: str, series: str, instance: str
 ) -> StreamingResponse:
     """The metadata of one instance."""
-    return _metadata(request, _instances(request, study, series, instance))
+    return _metadata(
+        request, store.get_instances(study, series, instance), limit=store.max_instance_bytes
+    )

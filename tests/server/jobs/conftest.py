@@ -24,9 +24,10 @@ from radserve.dicom_io import read_image_series
 from radserve.server import (
     ServerLifecycle,
     ServerSettings,
-    build_server,
+    create_app,
     hash_token,
     load_settings,
+    open_server,
     uvicorn_config,
 )
 from tests.conftest import REPO_ROOT, run_orthanc
@@ -151,7 +152,8 @@ def start_server() -> Iterator[Callable[[ServerSettings], RunningServer]]:
     stops: list[Callable[[], None]] = []
 
     def start(settings: ServerSettings) -> RunningServer:
-        app, lifecycle = build_server(settings)
+        lifecycle = open_server(settings)
+        app = create_app(settings, server=lifecycle)
         port = free_port()
         server = uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=port))
         thread = threading.Thread(target=server.run, daemon=True)

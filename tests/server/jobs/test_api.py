@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from radserve.radiomics import load_parameter_set
-from radserve.server import ServerLifecycle, build_server
+from radserve.server import ServerLifecycle, create_app, open_server
 from tests.onnx_models import SMALL_SET_FILE
 
 from .conftest import (
@@ -47,7 +47,8 @@ async def make_client(tmp_path: Path, tiny_package: ModelPackageCase) -> AsyncIt
             destinations=[{"name": "pacs", "url": "http://127.0.0.1:9/dicom-web"}],
             **overrides,
         )
-        app, lifecycle = build_server(settings)
+        lifecycle = open_server(settings)
+        app = create_app(settings, server=lifecycle)
         transport = httpx.ASGITransport(app=app)  # no lifespan: no workers
         client = Client(transport=transport, base_url="http://testserver")
         opened.append((client, lifecycle))

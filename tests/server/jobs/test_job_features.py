@@ -15,7 +15,13 @@ import pytest
 from radserve.dicom_io import read_image_series, read_sr_measurements
 from radserve.inference import CPU, RuntimeSettings
 from radserve.radiomics import RadiomicsOptions, load_parameter_set
-from radserve.server import ModelRegistry, ModelRegistryError, ServerLifecycle, build_server
+from radserve.server import (
+    ModelRegistry,
+    ModelRegistryError,
+    ServerLifecycle,
+    create_app,
+    open_server,
+)
 from tests.radiomics_sets import bone_package
 
 from .conftest import STUDY_UID, auth, server_settings
@@ -88,7 +94,8 @@ async def serve(
         settings = server_settings(
             tmp_path, tmp_path / "models", routing_enabled=False, radiomics_workers=0
         )
-        app, lifecycle = build_server(settings)
+        lifecycle = open_server(settings)
+        app = create_app(settings, server=lifecycle)
         if not opened:
             for path in demo_ct_files:
                 lifecycle.store.store(path)

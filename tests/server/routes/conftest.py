@@ -77,7 +77,7 @@ def settings(tmp_path: Path) -> ServerSettings:
 def app(settings: ServerSettings) -> Iterator[FastAPI]:
     app = create_app(settings)
     yield app
-    app.state.context.store.close()
+    app.state.radserve.store.close()
 
 
 @pytest.fixture

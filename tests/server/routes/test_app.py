@@ -43,7 +43,7 @@ async def test_failed_readiness_check_is_503_without_detail(
         async with _client(app) as client:
             response = await client.get("/readyz")
     finally:
-        app.state.context.store.close()
+        app.state.radserve.store.close()
     assert response.status_code == 503
     assert response.json() == {"status": "not ready", "checks": {"store": "ok", "models": "failed"}}
     assert "readiness check models failed: RuntimeError" in caplog.text
@@ -82,7 +82,7 @@ async def test_unexpected_errors_are_generic_500s_logged_with_the_id(
             response = await client.get("/boom", headers={"X-Request-ID": "req-1"})
             broken = await client.get("/store-broken", headers={"X-Request-ID": "req-2"})
     finally:
-        app.state.context.store.close()
+        app.state.radserve.store.close()
     assert response.status_code == 500
     assert response.json() == {"error": "internal server error", "request_id": "req-1"}
     assert response.headers["x-request-id"] == "req-1"
@@ -123,4 +123,4 @@ async def test_dev_token_has_every_role_and_is_logged(
                 await client.get("/dicomweb/studies", headers=auth("reader"))
             ).status_code == 401
     finally:
-        app.state.context.store.close()
+        app.state.radserve.store.close()

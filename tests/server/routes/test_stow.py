@@ -80,7 +80,7 @@ async def test_duplicates_same_bytes_succeed_changed_bytes_conflict(
     assert first.status_code == 200
     again = await _stow(client, multipart([demo_files[0].read_bytes()]))
     assert again.status_code == 200
-    assert len(app.state.context.store.get_instances(STUDY_UID)) == 1
+    assert len(app.state.radserve.store.get_instances(STUDY_UID)) == 1
     conflict = await _stow(client, multipart([_changed(demo_files[0])]))
     assert conflict.status_code == 409
     [failed] = _items(conflict, "00081198")
@@ -157,7 +157,7 @@ async def test_malformed_bodies(
     empty = await _stow(client, f"--{BOUNDARY}--\r\n".encode())
     assert empty.status_code == 400
     assert empty.json() == {"error": "the request holds no parts"}
-    assert list((app.state.context.store.data_dir / "tmp").iterdir()) == []
+    assert list((app.state.radserve.store.data_dir / "tmp").iterdir()) == []
 
 
 async def test_oversized_requests_are_refused(
@@ -176,7 +176,7 @@ async def test_oversized_requests_are_refused(
     streamed = await _stow(client, chunked())
     assert streamed.status_code == 413
     assert "larger than the limit" in streamed.json()["error"]
-    store = app.state.context.store
+    store = app.state.radserve.store
     assert list((store.data_dir / "tmp").iterdir()) == []
     assert list((store.data_dir / "instances").rglob("*.dcm")) == []
 
@@ -222,7 +222,7 @@ async def test_backpressure_answers_503_before_reading(tmp_path: Path) -> None:
         assert response.status_code == 503
         assert response.headers["retry-after"] == "3"
     finally:
-        app.state.context.store.close()
+        app.state.radserve.store.close()
 
 
 async def test_instances_per_study_limit_is_out_of_resources(
@@ -237,13 +237,13 @@ async def test_instances_per_study_limit_is_out_of_resources(
         [failed] = _items(response, "00081198")
         assert _value(failed, "00081197") == OUT_OF_RESOURCES
     finally:
-        app.state.context.store.close()
+        app.state.radserve.store.close()
 
 
 async def test_a_failing_store_is_a_500_not_a_conflict(
     client: httpx.AsyncClient, demo_files: list[Path], app: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app.state.context.store._index.close()  # the index becomes unusable
+    app.state.radserve.store._index.close()  # the index becomes unusable
     response = await _stow(client, multipart([demo_files[0].read_bytes()]))
     assert response.status_code == 500
     assert response.json() == {
