@@ -74,6 +74,7 @@ from pydicom.uid import generate_uid
 from radserve.dicom_io import (
     ImageSeries,
     LabelMap,
+    SrOptions,
     image_series_from_instances,
     measure_segments,
     read_image_series,
@@ -442,8 +443,9 @@ def radiomics_once(source: Path, servers: Servers) -> dict[str, float]:
         labelmap,
         measurements,
         algorithm=algorithm,
-        extra_measurements=extra_measurements(features),
-        coding_schemes=CODING_SCHEMES,
+        options=SrOptions(
+            extra_measurements=extra_measurements(features), coding_schemes=CODING_SCHEMES
+        ),
     )
     rich_s = _lap(started)
 

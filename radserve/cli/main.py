@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from radserve.cli.seg_labels import seg_from_labels_command, seg_to_labels_command
+from radserve.cli.validate import validate_command
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -572,3 +575,8 @@ def extract(
         console.print(f"wrote {out}")
     if any(r.error is not None for r in results):
         raise typer.Exit(code=1)
+
+
+app.command("seg-from-labels")(seg_from_labels_command)
+app.command("seg-to-labels")(seg_to_labels_command)
+app.command("validate")(validate_command)

@@ -113,6 +113,7 @@ from radserve.dicom_io.seg import (
 from radserve.dicom_io.sr import (
     CodingSchemeIdentification,
     NumericMeasurement,
+    SrOptions,
     read_sr_measurements,
     sr_uids,
     write_sr,
@@ -180,6 +181,7 @@ __all__ = [
     "SegmentInfo",
     "SegmentMeasurements",
     "SliceRenderer",
+    "SrOptions",
     "ToleratedQuirks",
     "UnsupportedTransferSyntaxError",
     "Volume",

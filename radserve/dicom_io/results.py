@@ -16,7 +16,8 @@ from radserve.dicom_io.masks.measurements import SegmentMeasurements, measure_se
 from radserve.dicom_io.reading.series import ImageSeries
 from radserve.dicom_io.sc.overlay import write_overlay_sc
 from radserve.dicom_io.seg.writing import write_seg
-from radserve.dicom_io.sr.writing import CodingSchemeIdentification, NumericMeasurement, write_sr
+from radserve.dicom_io.sr.content import CodingSchemeIdentification, NumericMeasurement
+from radserve.dicom_io.sr.writing import SrOptions, write_sr
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +108,10 @@ def build_results(
         labelmap,
         measurements,
         algorithm=algorithm,
-        extra_measurements=extra_measurements if seg is not None else None,
-        coding_schemes=coding_schemes,
+        options=SrOptions(
+            extra_measurements=extra_measurements if seg is not None else None,
+            coding_schemes=coding_schemes,
+        ),
     )
     overlay = write_overlay_sc(
         source,

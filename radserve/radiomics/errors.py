@@ -44,6 +44,14 @@ class ExtractionError(RadiomicsError):
     """PyRadiomics failed on a segment for a reason other than its size or geometry."""
 
 
+class WorkerStoppedError(RadiomicsError):
+    """A worker process died while it ran an extraction (out of memory, killed)."""
+
+
+class RadiomicsStepError(RadiomicsError):
+    """Radiomics failed for a job as a whole (not one segment PyRadiomics rejects)."""
+
+
 class RadiomicsTimeoutError(RadiomicsError):
     """Extraction did not finish before its deadline.
 

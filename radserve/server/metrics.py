@@ -1,20 +1,24 @@
-"""Prometheus metrics in the text exposition format (version 0.0.4), written by hand.
+"""Prometheus metrics in the text exposition format (version 0.0.4), on ``prometheus_client``.
 
-Counters and histograms live in this process (since its start); the job and export gauges
-are read from the job queue when scraped, so they survive restarts. Label values are model
-names, versions, providers, destination names and stage names only: never UIDs or other
-data about patients.
+Counters and histograms live in this process (since its start), in one
+:class:`~prometheus_client.CollectorRegistry` per :class:`ServerMetrics` (never the global
+one); the job and export gauges are read from the job queue when scraped, so they survive
+restarts. Label values are model names, versions, providers, destination names and stage
+names only: never UIDs or other data about patients.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
-import threading
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+import prometheus_client
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+# What generate_latest writes (CONTENT_TYPE_LATEST names another version of the format).
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 STAGE_BUCKETS_S: tuple[float, ...] = (
     0.05,
@@ -34,172 +38,198 @@ STAGE_BUCKETS_S: tuple[float, ...] = (
     3600.0,
 )
 
-Labels = tuple[tuple[str, str], ...]
+
+class _WithoutCreated:
+    """The metrics of ``sources``, less the ``_created`` timestamps.
+
+    This exposition never carried them, and turning them off with
+    ``prometheus_client.disable_created_metrics`` would change every registry of the process.
+    """
+
+    def __init__(self, *sources: Collector) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        for source in self._sources:
+            for metric in source.collect():
+                created = f"{metric.name}_created"
+                metric.samples = [s for s in metric.samples if s.name != created]
+                yield metric
 
 
-def _labels(values: Mapping[str, str]) -> Labels:
-    return tuple(sorted(values.items()))
+class _Families:
+    """Metric families made by the caller, as a collector."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = tuple(families)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def _text(collector: Collector) -> str:
+    return generate_latest(collector).decode("utf-8")
 
 
-def _format_labels(labels: Iterable[tuple[str, str]]) -> str:
-    body = ",".join(f'{key}="{_escape(value)}"' for key, value in labels)
-    return "{" + body + "}" if body else ""
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
+def _sample(collector: Collector, name: str, labels: Mapping[str, str]) -> float | None:
+    """The value of sample ``name`` with exactly ``labels``, or None when it has none yet."""
+    wanted = {key: str(value) for key, value in labels.items()}
+    for metric in collector.collect():
+        for sample in metric.samples:
+            if sample.name == name and sample.labels == wanted:
+                return float(sample.value)
+    return None
 
 
 class Counter:
-    """A monotonically increasing count per label set."""
+    """A monotonically increasing count per label set.
 
-    def __init__(self, name: str, help_text: str) -> None:
+    Args:
+        name: The metric name (with its ``_total`` suffix).
+        help_text: The ``# HELP`` text.
+        label_names: The labels every increment names.
+        registry: Where the counter is registered.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        *,
+        label_names: Sequence[str] = (),
+        registry: CollectorRegistry,
+    ) -> None:
         self.name = name
         self.help_text = help_text
-        self._values: dict[Labels, float] = {}
-        self._lock = threading.Lock()
+        self._counter = prometheus_client.Counter(
+            name, help_text, labelnames=tuple(label_names), registry=registry
+        )
+        self._sample_name = name if name.endswith("_total") else f"{name}_total"
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
         """Add ``amount`` (not negative) to the count of ``labels``."""
         if amount < 0:
             raise ValueError("a counter only increases")
-        key = _labels(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+        (self._counter.labels(**labels) if labels else self._counter).inc(amount)
 
     def value(self, **labels: str) -> float:
         """The current count of ``labels``."""
-        with self._lock:
-            return self._values.get(_labels(labels), 0.0)
+        return _sample(self._counter, self._sample_name, labels) or 0.0
 
     def render(self) -> list[str]:
         """Exposition lines."""
-        lines = [f"# HELP {self.name} {self.help_text}", f"# TYPE {self.name} counter"]
-        with self._lock:
-            for key, value in sorted(self._values.items()):
-                lines.append(f"{self.name}{_format_labels(key)} {_number(value)}")
-        return lines
-
-
-@dataclass
-class _Series:
-    buckets: list[int]
-    total: float = 0.0
-    count: int = 0
+        return _text(_WithoutCreated(self._counter)).splitlines()
 
 
 class Histogram:
-    """Observations counted into cumulative buckets per label set."""
+    """Observations counted into cumulative buckets per label set.
+
+    Args:
+        name: The metric name.
+        help_text: The ``# HELP`` text.
+        label_names: The labels every observation names.
+        registry: Where the histogram is registered.
+        buckets: Upper bounds of the buckets, increasing (``+Inf`` is added).
+    """
 
     def __init__(
-        self, name: str, help_text: str, *, buckets: Sequence[float] = STAGE_BUCKETS_S
+        self,
+        name: str,
+        help_text: str,
+        *,
+        label_names: Sequence[str] = (),
+        registry: CollectorRegistry,
+        buckets: Sequence[float] = STAGE_BUCKETS_S,
     ) -> None:
         if list(buckets) != sorted(set(buckets)):
             raise ValueError("histogram buckets must be increasing")
         self.name = name
         self.help_text = help_text
-        self._bounds = tuple(float(b) for b in buckets)
-        self._series: dict[Labels, _Series] = {}
-        self._lock = threading.Lock()
+        self._histogram = prometheus_client.Histogram(
+            name,
+            help_text,
+            labelnames=tuple(label_names),
+            registry=registry,
+            buckets=tuple(float(b) for b in buckets),
+        )
 
     def observe(self, value: float, **labels: str) -> None:
         """Count one observation of ``labels``."""
-        key = _labels(labels)
-        with self._lock:
-            series = self._series.get(key)
-            if series is None:
-                series = self._series[key] = _Series([0] * len(self._bounds))
-            index = bisect.bisect_left(self._bounds, value)
-            if index < len(self._bounds):
-                series.buckets[index] += 1
-            series.total += value
-            series.count += 1
+        (self._histogram.labels(**labels) if labels else self._histogram).observe(value)
 
     def count(self, **labels: str) -> int:
         """Observations of ``labels`` so far."""
-        with self._lock:
-            series = self._series.get(_labels(labels))
-            return series.count if series else 0
+        return int(_sample(self._histogram, f"{self.name}_count", labels) or 0)
 
     def total(self, **labels: str) -> float:
         """Sum of the observations of ``labels`` so far."""
-        with self._lock:
-            series = self._series.get(_labels(labels))
-            return series.total if series else 0.0
+        return _sample(self._histogram, f"{self.name}_sum", labels) or 0.0
 
     def render(self) -> list[str]:
         """Exposition lines (``_bucket`` cumulative, ``_sum``, ``_count``)."""
-        lines = [f"# HELP {self.name} {self.help_text}", f"# TYPE {self.name} histogram"]
-        with self._lock:
-            for key, series in sorted(self._series.items()):
-                running = 0
-                for bound, in_bucket in zip(self._bounds, series.buckets, strict=True):
-                    running += in_bucket
-                    bucket = _format_labels((*key, ("le", _number(bound))))
-                    lines.append(f"{self.name}_bucket{bucket} {running}")
-                inf = _format_labels((*key, ("le", "+Inf")))
-                lines.append(f"{self.name}_bucket{inf} {series.count}")
-                lines.append(f"{self.name}_sum{_format_labels(key)} {_number(series.total)}")
-                lines.append(f"{self.name}_count{_format_labels(key)} {series.count}")
-        return lines
+        return _text(_WithoutCreated(self._histogram)).splitlines()
 
 
 def gauge_lines(
     name: str, help_text: str, values: Iterable[tuple[Mapping[str, str], float]]
 ) -> list[str]:
-    """Exposition lines of a gauge whose values are read now."""
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-    for labels, value in values:
-        lines.append(f"{name}{_format_labels(_labels(labels))} {_number(value)}")
-    return lines
+    """Exposition lines of a gauge whose values are read now.
+
+    Every entry of ``values`` must name the same labels.
+    """
+    entries = [(dict(labels), value) for labels, value in values]
+    label_names = sorted(entries[0][0]) if entries else []
+    family = GaugeMetricFamily(name, help_text, labels=label_names)
+    for labels, value in entries:
+        family.add_metric([labels[key] for key in label_names], value)
+    return _text(_Families([family])).splitlines()
 
 
 class ServerMetrics:
-    """The metrics the server's components record."""
+    """The metrics the server's components record, in a registry of their own."""
 
     def __init__(self) -> None:
+        self.registry = CollectorRegistry()
         self.stage_seconds = Histogram(
-            "radserve_job_stage_seconds", "Seconds jobs spent in each stage."
+            "radserve_job_stage_seconds",
+            "Seconds jobs spent in each stage.",
+            label_names=("stage",),
+            registry=self.registry,
         )
         self.inference_seconds = Histogram(
             "radserve_model_inference_seconds",
             "Seconds of one prediction (preprocessing, sliding window, postprocessing).",
+            label_names=("model", "version", "provider"),
+            registry=self.registry,
         )
         self.jobs_finished = Counter(
-            "radserve_jobs_finished_total", "Jobs that reached done or failed since start."
+            "radserve_jobs_finished_total",
+            "Jobs that reached done or failed since start.",
+            label_names=("state",),
+            registry=self.registry,
         )
         self.radiomics_segments_without_features = Counter(
             "radserve_radiomics_segments_without_features_total",
             "Segments that got no radiomic features: rejected by PyRadiomics (too small) or "
             "stopped at radiomics_timeout_s.",
+            label_names=("model", "reason"),
+            registry=self.registry,
         )
         self.export_attempts = Counter(
-            "radserve_export_attempts_total", "STOW-RS export attempts per destination."
+            "radserve_export_attempts_total",
+            "STOW-RS export attempts per destination.",
+            label_names=("destination",),
+            registry=self.registry,
         )
         self.export_failures = Counter(
-            "radserve_export_failures_total", "Failed STOW-RS export attempts per destination."
+            "radserve_export_failures_total",
+            "Failed STOW-RS export attempts per destination.",
+            label_names=("destination",),
+            registry=self.registry,
         )
 
     def render(self, gauges: Sequence[list[str]] = ()) -> str:
         """The whole exposition: ``gauges`` (read by the caller) then the recorded metrics."""
-        lines: list[str] = []
-        for block in gauges:
-            lines.extend(block)
-        for metric in (
-            self.stage_seconds,
-            self.inference_seconds,
-            self.jobs_finished,
-            self.radiomics_segments_without_features,
-            self.export_attempts,
-            self.export_failures,
-        ):
-            lines.extend(metric.render())
-        return "\n".join(lines) + "\n"
+        lines = [line for block in gauges for line in block]
+        recorded = _text(_WithoutCreated(self.registry))
+        return "".join(f"{line}\n" for line in lines) + recorded

@@ -24,6 +24,7 @@ import radserve
 from radserve.dicom_io import (
     MANUFACTURER,
     AlgorithmIdentity,
+    SrOptions,
     measure_segments,
     read_image_series,
     read_rtstruct,
@@ -64,8 +65,9 @@ def written(demo_study: Path, tmp_path_factory: pytest.TempPathFactory) -> Writt
         labelmap,
         measure_segments(series.volume, labelmap),
         algorithm=ALGORITHM,
-        extra_measurements=extra_measurements([features]),
-        coding_schemes=CODING_SCHEMES,
+        options=SrOptions(
+            extra_measurements=extra_measurements([features]), coding_schemes=CODING_SCHEMES
+        ),
     )
     path = tmp_path_factory.mktemp("radiomics_sr") / "sr.dcm"
     sr.save_as(path, enforce_file_format=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import dataclass
 
 import highdicom as hd
 import numpy as np
@@ -208,6 +209,27 @@ def write_overlay_sc(
             f"the overlay is written in one of {', '.join(OVERLAY_TRANSFER_SYNTAXES)}, "
             f"not {transfer_syntax_uid}"
         )
+    multiframe = _check_source(source)
+    if window_hu is None:
+        window_hu = window_from_headers(source.headers)
+    model = f"{algorithm.name} {algorithm.version}"
+    renderer = SliceRenderer(
+        source.volume, labelmap, window_hu=window_hu, caption=f"Model: {model}"
+    )
+    series = _series_values(source, algorithm, renderer, series_number, transfer_syntax_uid)
+    instances: list[Dataset] = []
+    for k in _slices_to_write(source, labelmap, only_segmented_slices):
+        header = source.headers[0] if multiframe else source.headers[k]
+        frame_number = source.volume.frame_numbers[k] if multiframe else None
+        sc = _instance(series, renderer.render(k), k)
+        sc.SourceImageSequence = Sequence([_source_reference(header, frame_number)])
+        instances.append(sc)
+    logger.info("overlay series: %d Secondary Capture instances", len(instances))
+    return instances
+
+
+def _check_source(source: ImageSeries) -> bool:
+    """Check that the source has what the overlay references; whether it is multi-frame."""
     volume = source.volume
     n_slices = volume.shape[0]
     multiframe = len(source.headers) == 1 and n_slices > 1
@@ -219,71 +241,115 @@ def write_overlay_sc(
             "slice, or one multi-frame instance with frame numbers"
         )
     first = source.headers[0]
-    source_series_uid = volume.series_instance_uid or str(first.get("SeriesInstanceUID", ""))
-    if not source_series_uid or not first.get("StudyInstanceUID"):
+    if not _source_series_uid(source) or not first.get("StudyInstanceUID"):
         raise DicomIOError("source series lacks a Study or Series Instance UID")
     for n, header in enumerate(source.headers):
         if not header.get("SOPInstanceUID") or not header.get("SOPClassUID"):
             raise DicomIOError(
                 f"source instance {n + 1} lacks the SOP Instance or SOP Class UID to reference"
             )
-    if window_hu is None:
-        window_hu = window_from_headers(source.headers)
-    model = f"{algorithm.name} {algorithm.version}"
-    renderer = SliceRenderer(volume, labelmap, window_hu=window_hu, caption=f"Model: {model}")
-    center, width = renderer.window_hu
-    series_uid = derive_uid(source_series_uid, algorithm.name, algorithm.version, "SC")
-    row_spacing_mm = volume.spacing_mm[1] / renderer.scale
-    column_spacing_mm = volume.spacing_mm[0] / renderer.scale
-    direction = np.asarray(volume.direction, dtype=np.float64)
-    orientation = [_orientation_letters(direction[:, 0]), _orientation_letters(direction[:, 1])]
-    derivation = (
-        f"Source slice rendered with the outlines of the segments found by {model} "
-        f"(window center {center:g} / width {width:g}, zoom x{renderer.scale}, legend and "
-        "banner burned in). "
-        f"{REVIEW_NOTE}"
-    )
-    series_description = f"AI overlay ({model})"[:46] + " - requires review"
+    return multiframe
 
-    patient_and_study = _patient_and_study(first)
-    instances: list[Dataset] = []
-    for k in _slices_to_write(source, labelmap, only_segmented_slices):
-        header = first if multiframe else source.headers[k]
-        frame_number = volume.frame_numbers[k] if multiframe else None
-        sc = hd.sc.SCImage(
-            pixel_array=renderer.render(k),
-            photometric_interpretation="RGB",
-            bits_allocated=8,
-            coordinate_system="PATIENT",
-            study_instance_uid=str(first.StudyInstanceUID),
-            series_instance_uid=series_uid,
-            series_number=series_number,
-            sop_instance_uid=derive_uid(
-                source_series_uid, algorithm.name, algorithm.version, "SC", str(k)
-            ),
-            instance_number=k + 1,
-            manufacturer=MANUFACTURER,
-            manufacturer_model_name=model[:64],
-            software_versions=algorithm.software_versions[:64],
-            series_description=series_description,
-            pixel_spacing=(row_spacing_mm, column_spacing_mm),
-            patient_orientation=(orientation[0][0], orientation[1][0]),
-            transfer_syntax_uid=transfer_syntax_uid,
-        )
-        sc.update(_element_copies(patient_and_study))
-        sc.PatientOrientation = orientation
-        sc.ImageType = ["DERIVED", "SECONDARY"]
-        sc.ConversionType = "WSD"
-        sc.SecondaryCaptureDeviceManufacturer = MANUFACTURER
-        sc.SecondaryCaptureDeviceManufacturerModelName = model[:64]
-        sc.SecondaryCaptureDeviceSoftwareVersions = algorithm.software_versions[:64]
-        sc.BurnedInAnnotation = "YES"
-        sc.DerivationDescription = derivation
-        sc.SourceImageSequence = Sequence([_source_reference(header, frame_number)])
-        # Set as a plain element: highdicom types this attribute as its own item class.
-        sc["ContributingEquipmentSequence"] = DataElement(
-            "ContributingEquipmentSequence", "SQ", contributing_equipment(algorithm)
-        )
-        instances.append(sc)
-    logger.info("overlay series: %d Secondary Capture instances", len(instances))
-    return instances
+
+def _source_series_uid(source: ImageSeries) -> str:
+    first = source.headers[0]
+    return source.volume.series_instance_uid or str(first.get("SeriesInstanceUID", ""))
+
+
+@dataclass(frozen=True)
+class _SeriesValues:
+    """What every instance of one overlay series shares."""
+
+    algorithm: AlgorithmIdentity
+    source_series_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    series_number: int
+    series_description: str
+    pixel_spacing_mm: tuple[float, float]
+    orientation: tuple[str, str]
+    derivation: str
+    patient_and_study: Dataset
+    transfer_syntax_uid: str
+
+    @property
+    def model(self) -> str:
+        return f"{self.algorithm.name} {self.algorithm.version}"
+
+
+def _series_values(
+    source: ImageSeries,
+    algorithm: AlgorithmIdentity,
+    renderer: SliceRenderer,
+    series_number: int,
+    transfer_syntax_uid: str,
+) -> _SeriesValues:
+    volume = source.volume
+    model = f"{algorithm.name} {algorithm.version}"
+    center, width = renderer.window_hu
+    source_series_uid = _source_series_uid(source)
+    direction = np.asarray(volume.direction, dtype=np.float64)
+    return _SeriesValues(
+        algorithm=algorithm,
+        source_series_uid=source_series_uid,
+        study_instance_uid=str(source.headers[0].StudyInstanceUID),
+        series_instance_uid=derive_uid(source_series_uid, algorithm.name, algorithm.version, "SC"),
+        series_number=series_number,
+        series_description=f"AI overlay ({model})"[:46] + " - requires review",
+        pixel_spacing_mm=(
+            volume.spacing_mm[1] / renderer.scale,
+            volume.spacing_mm[0] / renderer.scale,
+        ),
+        orientation=(
+            _orientation_letters(direction[:, 0]),
+            _orientation_letters(direction[:, 1]),
+        ),
+        derivation=(
+            f"Source slice rendered with the outlines of the segments found by {model} "
+            f"(window center {center:g} / width {width:g}, zoom x{renderer.scale}, legend and "
+            "banner burned in). "
+            f"{REVIEW_NOTE}"
+        ),
+        patient_and_study=_patient_and_study(source.headers[0]),
+        transfer_syntax_uid=transfer_syntax_uid,
+    )
+
+
+def _instance(series: _SeriesValues, rgb: npt.NDArray[np.uint8], k: int) -> Dataset:
+    """The Secondary Capture instance of rendered source slice ``k``."""
+    algorithm, model = series.algorithm, series.model
+    orientation = series.orientation
+    sc = hd.sc.SCImage(
+        pixel_array=rgb,
+        photometric_interpretation="RGB",
+        bits_allocated=8,
+        coordinate_system="PATIENT",
+        study_instance_uid=series.study_instance_uid,
+        series_instance_uid=series.series_instance_uid,
+        series_number=series.series_number,
+        sop_instance_uid=derive_uid(
+            series.source_series_uid, algorithm.name, algorithm.version, "SC", str(k)
+        ),
+        instance_number=k + 1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=model[:64],
+        software_versions=algorithm.software_versions[:64],
+        series_description=series.series_description,
+        pixel_spacing=series.pixel_spacing_mm,
+        patient_orientation=(orientation[0][0], orientation[1][0]),
+        transfer_syntax_uid=series.transfer_syntax_uid,
+    )
+    sc.update(_element_copies(series.patient_and_study))
+    sc.PatientOrientation = list(orientation)
+    sc.ImageType = ["DERIVED", "SECONDARY"]
+    sc.ConversionType = "WSD"
+    sc.SecondaryCaptureDeviceManufacturer = MANUFACTURER
+    sc.SecondaryCaptureDeviceManufacturerModelName = model[:64]
+    sc.SecondaryCaptureDeviceSoftwareVersions = algorithm.software_versions[:64]
+    sc.BurnedInAnnotation = "YES"
+    sc.DerivationDescription = series.derivation
+    # Set as a plain element: highdicom types this attribute as its own item class.
+    sc["ContributingEquipmentSequence"] = DataElement(
+        "ContributingEquipmentSequence", "SQ", contributing_equipment(algorithm)
+    )
+    return sc

@@ -1,16 +1,13 @@
 """DICOM SR measurement reports (TID 1500): writing and reading measurements."""
 
-from radserve.dicom_io.sr.writing import (
-    CodingSchemeIdentification,
-    NumericMeasurement,
-    read_sr_measurements,
-    sr_uids,
-    write_sr,
-)
+from radserve.dicom_io.sr.content import CodingSchemeIdentification, NumericMeasurement
+from radserve.dicom_io.sr.reading import read_sr_measurements
+from radserve.dicom_io.sr.writing import SrOptions, sr_uids, write_sr
 
 __all__ = [
     "CodingSchemeIdentification",
     "NumericMeasurement",
+    "SrOptions",
     "read_sr_measurements",
     "sr_uids",
     "write_sr",

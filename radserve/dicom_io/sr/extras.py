@@ -81,7 +81,7 @@ def _text_item(concept: Dataset, text: str) -> Dataset:
     return item
 
 
-def _withextra_items(sr: Dataset, extra_items: Sequence[Sequence[Dataset]]) -> Dataset:
+def with_extra_items(sr: Dataset, items_per_group: Sequence[Sequence[Dataset]]) -> Dataset:
     """Insert each group's extra NUM items after its measurements, where highdicom puts them.
 
     highdicom's document constructor deep-copies and re-parses the whole content tree,
@@ -102,9 +102,9 @@ def _withextra_items(sr: Dataset, extra_items: Sequence[Sequence[Dataset]]) -> D
         for item in container.ContentSequence
         if concept_of(item) == MEASUREMENT_GROUP and item.ValueType == "CONTAINER"
     ]
-    if len(groups) != len(extra_items):
+    if len(groups) != len(items_per_group):
         raise MeasurementError("internal: the SR's measurement groups are not the ones built")
-    for group, items in zip(groups, extra_items, strict=True):
+    for group, items in zip(groups, items_per_group, strict=True):
         content = list(group.ContentSequence)
         numeric = [n for n, item in enumerate(content) if item.ValueType == "NUM"]
         after = numeric[-1] + 1 if numeric else len(content)

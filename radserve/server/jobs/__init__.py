@@ -2,19 +2,6 @@
 pipeline.
 """
 
-from radserve.server.jobs.db import (
-    ExportState,
-    FeatureTableNotFoundError,
-    Job,
-    JobFeatures,
-    JobNotFoundError,
-    JobSpec,
-    JobState,
-    QueueError,
-    ResultInstance,
-    SegmentFeatureSummary,
-    Stage,
-)
 from radserve.server.jobs.export import (
     ExportPolicy,
 )
@@ -26,6 +13,19 @@ from radserve.server.jobs.pipeline import (
 )
 from radserve.server.jobs.queue import (
     JobQueue,
+)
+from radserve.server.jobs.records import (
+    ExportState,
+    FeatureTableNotFoundError,
+    Job,
+    JobFeatures,
+    JobNotFoundError,
+    JobSpec,
+    JobState,
+    QueueError,
+    ResultInstance,
+    SegmentFeatureSummary,
+    Stage,
 )
 from radserve.server.jobs.routing import (
     Router,

@@ -1,7 +1,8 @@
-"""The job queue's records: states, jobs, export records, feature tables, the SQLite database.
-
-The schema (tables ``jobs``, ``exports`` and ``job_features``) and the mapping of rows to
-:class:`Job` live here; :mod:`radserve.server.jobs.queue` holds the queue's operations.
+"""The job database ``jobs.sqlite3``: its one owner. The schema (tables ``jobs``,
+``exports``, ``job_features`` and ``routing_candidates``), the mapping of rows to
+:class:`~radserve.server.jobs.records.Job`, and every SQL statement on it: the queue's
+operations live in :mod:`radserve.server.jobs.queue` and call the connection this module
+opens; export and routing call the functions at the end of this module.
 
 ``job_features`` holds, per job of a model with radiomics, the parameter set, a compact
 per-segment summary (shown with the job) and the whole feature table as JSON (served by
@@ -10,65 +11,35 @@ per-segment summary (shown with the job) and the whole feature table as JSON (se
 
 from __future__ import annotations
 
-import enum
 import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from radserve.inference import InferenceError
+from radserve.server.jobs.records import (
+    ExportRecord,
+    ExportState,
+    Job,
+    JobFeatures,
+    JobSpec,
+    JobState,
+    QueueError,
+    ResultInstance,
+    SegmentFeatureSummary,
+    Stage,
+)
 
 JOBS_FILE = "jobs.sqlite3"
 
 
-class JobError(InferenceError):
-    """Root of the job queue's errors."""
-
-
-class JobNotFoundError(JobError):
-    """No job has the requested id."""
-
-
-class FeatureTableNotFoundError(JobNotFoundError):
-    """The job has no feature table (its model computes no radiomics, or it is not done)."""
-
-
-class QueueError(JobError):
-    """The queue's database failed (disk, corruption); not the client's fault."""
-
-
-class JobState(enum.StrEnum):
-    """Where a job is in its life."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    EXPORTING = "exporting"
-    DONE = "done"
-    FAILED = "failed"
-
-
-class ExportState(enum.StrEnum):
-    """Where one destination's copy of a job's results is."""
-
-    PENDING = "pending"
-    SENDING = "sending"
-    DELIVERED = "delivered"
-
-
-class Stage(enum.StrEnum):
-    """The stage a job is in (finer than its state)."""
-
-    QUEUED = "queued"
-    FETCHING = "fetching"
-    INFERENCE = "inference"
-    STORING = "storing"
-    EXPORTING = "exporting"
-    DONE = "done"
-    FAILED = "failed"
+JOB_COLUMNS = (
+    "id, state, stage, origin, study_instance_uid, series_instance_uid, model_name, "
+    "model_version, source, destinations, created_at, updated_at, started_at, finished_at, "
+    "attempts, provider, timings, error, results"
+)
 
 
 SCHEMA = (
@@ -124,124 +95,6 @@ SCHEMA = (
       study_instance_uid TEXT NOT NULL,
       last_received_at REAL NOT NULL
     )""",
-)
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """What a job runs.
-
-    Attributes:
-        study_instance_uid: The study.
-        series_instance_uid: The series; ``None`` lets the worker pick the study's series
-            that the model accepts (and records it).
-        model_name: The model package's name.
-        model_version: Its version.
-        source: ``local`` (the server's store) or the name of a configured pull source.
-        destinations: Names of the destinations to send the results to.
-        origin: ``api`` (``POST /jobs``) or ``routing`` (created for a received series).
-    """
-
-    study_instance_uid: str
-    series_instance_uid: str | None
-    model_name: str
-    model_version: str
-    source: str = "local"
-    destinations: tuple[str, ...] = ()
-    origin: str = "api"
-
-
-@dataclass(frozen=True)
-class ResultInstance:
-    """One result instance of a job: ``kind`` is ``SEG``, ``SR`` or ``SC``."""
-
-    kind: str
-    series_instance_uid: str
-    sop_instance_uid: str
-
-
-@dataclass(frozen=True)
-class ExportRecord:
-    """One destination's copy of a job's results.
-
-    Attributes:
-        destination: The destination's name.
-        state: pending, sending or delivered.
-        attempts: STOW-RS attempts made.
-        next_attempt_at: When the next attempt is due (Unix seconds; pending only).
-        last_error: Why the last attempt failed.
-        delivered_at: When the destination acknowledged every instance.
-    """
-
-    destination: str
-    state: ExportState
-    attempts: int
-    next_attempt_at: float | None
-    last_error: str | None
-    delivered_at: float | None
-
-
-@dataclass(frozen=True)
-class SegmentFeatureSummary:
-    """One segment of a job's feature table, in short.
-
-    Attributes:
-        label: The segment's label.
-        segment: Its name (Segment Label).
-        volume_mm3: Its volume.
-        feature_count: Features with a value.
-        skipped: ``(name, reason)`` of the features without one (``*``: the whole segment).
-    """
-
-    label: int
-    segment: str
-    volume_mm3: float | None
-    feature_count: int
-    skipped: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class JobFeatures:
-    """A job's radiomic features, as stored with its results.
-
-    Attributes:
-        parameter_set: Identifier of the parameter set (name and hash).
-        summary: One entry per segment.
-        segments_json: The whole feature table
-            (:func:`~radserve.radiomics.tables.feature_table`) as JSON.
-    """
-
-    parameter_set: str
-    summary: tuple[SegmentFeatureSummary, ...]
-    segments_json: str = "[]"
-
-
-@dataclass(frozen=True)
-class Job:
-    """A job as the queue holds it (times in Unix seconds); ``features`` holds the summary
-    of its feature table (without the table itself)."""
-
-    id: str
-    spec: JobSpec
-    state: JobState
-    stage: Stage
-    created_at: float
-    updated_at: float
-    started_at: float | None
-    finished_at: float | None
-    attempts: int
-    provider: str | None
-    timings_s: Mapping[str, float]
-    error: str | None
-    results: tuple[ResultInstance, ...]
-    exports: tuple[ExportRecord, ...] = field(default=())
-    features: JobFeatures | None = None
-
-
-JOB_COLUMNS = (
-    "id, state, stage, origin, study_instance_uid, series_instance_uid, model_name, "
-    "model_version, source, destinations, created_at, updated_at, started_at, finished_at, "
-    "attempts, provider, timings, error, results"
 )
 
 
@@ -451,3 +304,63 @@ def drop_candidate(db: sqlite3.Connection, series: str, received_at: float) -> N
         "DELETE FROM routing_candidates WHERE series_instance_uid = ? AND last_received_at = ?",
         (series, received_at),
     )
+
+
+# --- exports: one record per job and destination ---------------------------------------
+
+
+def claim_export(db: sqlite3.Connection, now: float) -> tuple[str, str, int, str] | None:
+    """Take the export due first (marked sending, one more attempt): ``(job id,
+    destination, attempts before this one, study UID)``, or ``None`` when none is due."""
+    row = db.execute(
+        "SELECT e.job_id, e.destination, e.attempts, j.study_instance_uid FROM exports e "
+        "JOIN jobs j ON j.id = e.job_id WHERE e.state = ? AND e.next_attempt_at <= ? "
+        "ORDER BY e.next_attempt_at LIMIT 1",
+        (ExportState.PENDING, now),
+    ).fetchone()
+    if row is None:
+        return None
+    job_id, destination, attempts, study = row
+    db.execute(
+        "UPDATE exports SET state = ?, attempts = attempts + 1 WHERE job_id = ? AND "
+        "destination = ?",
+        (ExportState.SENDING, job_id, destination),
+    )
+    return str(job_id), str(destination), int(attempts), str(study)
+
+
+def export_failed(
+    db: sqlite3.Connection, job_id: str, destination: str, error: str, retry_at: float
+) -> None:
+    """An attempt failed: pending again, tried again at ``retry_at``."""
+    db.execute(
+        "UPDATE exports SET state = ?, last_error = ?, next_attempt_at = ? "
+        "WHERE job_id = ? AND destination = ?",
+        (ExportState.PENDING, error, retry_at, job_id, destination),
+    )
+
+
+def export_delivered(
+    db: sqlite3.Connection, job_id: str, destination: str, now: float
+) -> tuple[int, float]:
+    """An export was delivered: ``(undelivered exports of the job left, when its first
+    export record was created)``."""
+    db.execute(
+        "UPDATE exports SET state = ?, delivered_at = ?, last_error = NULL "
+        "WHERE job_id = ? AND destination = ?",
+        (ExportState.DELIVERED, now, job_id, destination),
+    )
+    remaining, first_created = db.execute(
+        "SELECT SUM(state != ?), MIN(created_at) FROM exports WHERE job_id = ?",
+        (ExportState.DELIVERED, job_id),
+    ).fetchone()
+    return int(remaining or 0), float(first_created)
+
+
+def pending_exports(db: sqlite3.Connection) -> dict[str, int]:
+    """Undelivered export records per destination (those that have any)."""
+    rows = db.execute(
+        "SELECT destination, COUNT(*) FROM exports WHERE state != ? GROUP BY destination",
+        (ExportState.DELIVERED,),
+    ).fetchall()
+    return {str(name): int(count) for name, count in rows}

@@ -20,7 +20,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from radserve.dicom_io import DicomIOError
-from radserve.server.jobs.queue import ExportState, JobQueue, JobState, ResultInstance
+from radserve.server.jobs.db import (
+    claim_export,
+    export_delivered,
+    export_failed,
+    pending_exports,
+)
+from radserve.server.jobs.queue import JobQueue, JobState, ResultInstance
 from radserve.server.metrics import ServerMetrics
 from radserve.server.pacs import PacsClient
 from radserve.server.settings import RemoteSettings
@@ -199,20 +205,10 @@ class Exporter:
     def _claim(self) -> ExportTask | None:
         now = time.time()
         with self._queue.database.write() as db:
-            row = db.execute(
-                "SELECT e.job_id, e.destination, e.attempts, j.study_instance_uid FROM exports e "
-                "JOIN jobs j ON j.id = e.job_id WHERE e.state = ? AND e.next_attempt_at <= ? "
-                "ORDER BY e.next_attempt_at LIMIT 1",
-                (ExportState.PENDING, now),
-            ).fetchone()
-            if row is None:
-                return None
-            job_id, destination, attempts, study = row
-            db.execute(
-                "UPDATE exports SET state = ?, attempts = attempts + 1 WHERE job_id = ? AND "
-                "destination = ?",
-                (ExportState.SENDING, job_id, destination),
-            )
+            row = claim_export(db, now)
+        if row is None:
+            return None
+        job_id, destination, attempts, study = row
         job = self._queue.get(job_id)
         return ExportTask(
             job_id=job_id,
@@ -226,11 +222,7 @@ class Exporter:
         self._metrics.export_failures.inc(destination=task.destination)
         delay_s = self._policy.delay_s(task.attempt)
         with self._queue.database.write() as db:
-            db.execute(
-                "UPDATE exports SET state = ?, last_error = ?, next_attempt_at = ? "
-                "WHERE job_id = ? AND destination = ?",
-                (ExportState.PENDING, error, time.time() + delay_s, task.job_id, task.destination),
-            )
+            export_failed(db, task.job_id, task.destination, error, time.time() + delay_s)
         logger.warning(
             "export of job %s to %s failed (attempt %d, next in %.1f s): %s",
             task.job_id,
@@ -243,15 +235,7 @@ class Exporter:
     def _delivered(self, task: ExportTask, *, sent_s: float, count: int) -> None:
         now = time.time()
         with self._queue.database.write() as db:
-            db.execute(
-                "UPDATE exports SET state = ?, delivered_at = ?, last_error = NULL "
-                "WHERE job_id = ? AND destination = ?",
-                (ExportState.DELIVERED, now, task.job_id, task.destination),
-            )
-            remaining, first_created = db.execute(
-                "SELECT SUM(state != ?), MIN(created_at) FROM exports WHERE job_id = ?",
-                (ExportState.DELIVERED, task.job_id),
-            ).fetchone()
+            remaining, first_created = export_delivered(db, task.job_id, task.destination, now)
         logger.info(
             "job %s: %d result instances delivered to %s in %.2f s",
             task.job_id,
@@ -268,10 +252,7 @@ class Exporter:
     def pending_by_destination(self) -> dict[str, int]:
         """Undelivered export records per destination."""
         with self._queue.database.read() as db:
-            rows = db.execute(
-                "SELECT destination, COUNT(*) FROM exports WHERE state != ? GROUP BY destination",
-                (ExportState.DELIVERED,),
-            ).fetchall()
+            pending = pending_exports(db)
         counts = dict.fromkeys(self._clients, 0)
-        counts.update({name: int(count) for name, count in rows})
+        counts.update(pending)
         return counts

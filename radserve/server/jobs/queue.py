@@ -36,6 +36,12 @@ from radserve.server.jobs.db import (
     JOBS_FILE,
     SCHEMA,
     Database,
+    exports_of,
+    features_of,
+    job_from_row,
+    summary_to_json,
+)
+from radserve.server.jobs.records import (
     ExportRecord,
     ExportState,
     FeatureTableNotFoundError,
@@ -48,10 +54,6 @@ from radserve.server.jobs.db import (
     QueueError,
     ResultInstance,
     Stage,
-    exports_of,
-    features_of,
-    job_from_row,
-    summary_to_json,
 )
 
 __all__ = [

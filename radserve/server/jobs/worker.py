@@ -42,10 +42,13 @@ from pydicom.uid import JPEGLSLossless
 from radserve.dicom_io import DicomIOError, image_series_from_instances, read_instance
 from radserve.inference import InferenceError, SeriesNotAcceptedError
 from radserve.radiomics import RadiomicsError, without_features
-from radserve.server.jobs.db import JobFeatures, SegmentFeatureSummary
 from radserve.server.jobs.export import ExportPolicy, pacs_client
 from radserve.server.jobs.pipeline import PipelineResult, run_pipeline
 from radserve.server.jobs.queue import Job, JobQueue, JobState, QueueError, ResultInstance, Stage
+from radserve.server.jobs.records import (
+    JobFeatures,
+    SegmentFeatureSummary,
+)
 from radserve.server.jobs.routing import SeriesFacts, mismatch, series_facts
 from radserve.server.metrics import ServerMetrics
 from radserve.server.pacs import PacsError

@@ -39,6 +39,7 @@ from radserve.server.errors import (
     ServiceBusyError,
 )
 from radserve.server.jobs.queue import Job, JobFeatures, JobSpec, JobState
+from radserve.server.routes.schemas import JobList, JobView
 from radserve.server.settings import LOCAL_SOURCE, Role
 from radserve.server.store.instances import (
     InstanceNotFoundError,
@@ -140,7 +141,11 @@ def _features_json(job_id: str, features: JobFeatures | None) -> dict[str, Any] 
 
 
 @router.post(
-    "", status_code=202, summary="Create a job", dependencies=[Depends(require_role(Role.SUBMIT))]
+    "",
+    status_code=202,
+    summary="Create a job",
+    dependencies=[Depends(require_role(Role.SUBMIT))],
+    response_model=JobView,
 )
 def create_job(body: JobRequest, state: StateDep, jobs: JobsDep) -> JSONResponse:
     """Queue a job running a model on a study or series."""
@@ -189,7 +194,12 @@ def _check_in_store(store: InstanceStore, study: str, series: str | None) -> Non
         raise InstanceNotFoundError(f"no such {what} in the store (use a pull source?)")
 
 
-@router.get("", summary="List jobs", dependencies=[Depends(require_role(Role.READ))])
+@router.get(
+    "",
+    summary="List jobs",
+    dependencies=[Depends(require_role(Role.READ))],
+    response_model=JobList,
+)
 def list_jobs(
     jobs_: JobsDep,
     state: JobState | None = None,
@@ -211,7 +221,12 @@ def list_jobs(
     return {"jobs": [job_json(job) for job in jobs]}
 
 
-@router.get("/{job_id}", summary="One job", dependencies=[Depends(require_role(Role.READ))])
+@router.get(
+    "/{job_id}",
+    summary="One job",
+    dependencies=[Depends(require_role(Role.READ))],
+    response_model=JobView,
+)
 def get_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     """A job: state, stage, timings, error, results and exports."""
     return job_json(jobs.queue.get(job_id))

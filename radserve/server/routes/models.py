@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 
 from radserve.server.deps import JobsDep, require_role
 from radserve.server.registry import RegisteredModel
+from radserve.server.routes.schemas import ModelList
 from radserve.server.settings import Role
 
 router = APIRouter(tags=["models"], dependencies=[Depends(require_role(Role.READ))])
@@ -45,7 +46,7 @@ def model_json(model: RegisteredModel) -> dict[str, Any]:
     }
 
 
-@router.get("/models", summary="Loaded models")
+@router.get("/models", summary="Loaded models", response_model=ModelList)
 def list_models(jobs: JobsDep) -> dict[str, list[dict[str, Any]]]:
     """Every loaded model package, by name then version."""
     return {"models": [model_json(m) for m in jobs.registry.models]}

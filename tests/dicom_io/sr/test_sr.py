@@ -28,6 +28,7 @@ from radserve.dicom_io import (
     NumericMeasurement,
     SegmentInfo,
     SegmentMeasurements,
+    SrOptions,
     measure_segments,
     read_image_series,
     read_sr_measurements,
@@ -94,7 +95,7 @@ def case(demo_study: Path, shared_data: Path, tmp_path_factory: pytest.TempPathF
         labelmap,
         measurements,
         algorithm=ALGORITHM,
-        extra_measurements={1: [SPHERICITY]},
+        options=SrOptions(extra_measurements={1: [SPHERICITY]}),
     )
     sr_path = tmp_path_factory.mktemp("sr") / "sr.dcm"
     sr.save_as(sr_path, enforce_file_format=True)
@@ -225,7 +226,7 @@ def test_uids_are_deterministic(case: Case) -> None:
         case.labelmap,
         case.measurements,
         algorithm=ALGORITHM,
-        extra_measurements={1: [SPHERICITY]},
+        options=SrOptions(extra_measurements={1: [SPHERICITY]}),
     )
     series_uid = case.series.volume.series_instance_uid
     assert series_uid is not None
@@ -265,7 +266,7 @@ def test_bad_input_is_refused_clearly(case: Case) -> None:
     with pytest.raises(MeasurementError, match="no measurements"):
         write([])
     with pytest.raises(MeasurementError, match=r"without measurements: \[3\]"):
-        write(case.measurements[:1], extra_measurements={3: [SPHERICITY]})
+        write(case.measurements[:1], options=SrOptions(extra_measurements={3: [SPHERICITY]}))
     absent = replace(case.measurements[0], label=2)  # in the label map, but not in the SEG
     with pytest.raises(MeasurementError, match="no segment labelled 'Absent'"):
         write([absent])
@@ -347,8 +348,7 @@ def test_private_coding_schemes_are_identified_only_when_used(
             case.labelmap,
             case.measurements,
             algorithm=ALGORITHM,
-            extra_measurements=extras,
-            coding_schemes=[TEST_SCHEME],
+            options=SrOptions(extra_measurements=extras, coding_schemes=[TEST_SCHEME]),
         )
 
     assert "CodingSchemeIdentificationSequence" not in write({1: [SPHERICITY]})  # IBSI: PS3.16

@@ -192,3 +192,21 @@ async def test_bad_uploads_and_tokens_create_no_job(
     assert (await _stow(client, [good], **auth("reader"))).status_code == 403
     assert lifecycle.router is not None and lifecycle.router.run_due() == []
     assert (await client.get("/jobs", headers=auth("reader"))).json() == {"jobs": []}
+
+
+async def test_openapi_describes_the_jobs_and_models_bodies(make_client: MakeClient) -> None:
+    client, _ = await make_client(routing_enabled=False)
+    spec = (await client.get("/openapi.json")).json()
+
+    def body_schema(path: str, method: str, status: str) -> str:
+        content = spec["paths"][path][method]["responses"][status]["content"]
+        return str(content["application/json"]["schema"]["$ref"]).rsplit("/", 1)[-1]
+
+    assert body_schema("/jobs", "post", "202") == "JobView"
+    assert body_schema("/jobs", "get", "200") == "JobList"
+    assert body_schema("/jobs/{job_id}", "get", "200") == "JobView"
+    assert body_schema("/models", "get", "200") == "ModelList"
+    job = spec["components"]["schemas"]["JobView"]["properties"]
+    assert {"id", "state", "stage", "results", "exports", "radiomics"} <= set(job)
+    model = spec["components"]["schemas"]["ModelView"]["properties"]
+    assert {"name", "version", "provider", "input", "labels"} <= set(model)
