@@ -45,6 +45,8 @@ from radserve.radiomics import (
     CaseSpec,
     ParameterSet,
     default_workers,
+    BatchOptions,
+    ExtractionOptions,
     extract_cases,
     extract_features,
     load_parameter_set,
@@ -167,9 +169,8 @@ def main() -> None:
     specs = [CaseSpec(n, DATA / n / "image.nii.gz", DATA / n / "mask.nii.gz") for n in names]
     start = time.perf_counter()
     with process_pool(args.workers) as pool:
-        results = extract_cases(
-            specs, parameter_set=parameter_set, workers=args.workers, executor=pool, modality="CT"
-        )
+        options = BatchOptions(workers=args.workers, pool=pool, modality="CT")
+        results = extract_cases(specs, parameter_set=parameter_set, options=options)
     parallel_wall = time.perf_counter() - start
     for name, result in zip(names, results, strict=True):
         if result.error is not None:
@@ -264,7 +265,10 @@ def full_field(parameter_set: ParameterSet, *, rois: int, workers: int) -> None:
     start = time.perf_counter()
     with process_pool(workers) as pool:
         results = extract_features(
-            volume, together, parameter_set=parameter_set, workers=workers, executor=pool
+            volume,
+            together,
+            parameter_set=parameter_set,
+            options=ExtractionOptions(workers=workers, pool=pool),
         )
     parallel = time.perf_counter() - start
     for segment in results:

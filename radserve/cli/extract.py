@@ -11,7 +11,9 @@ from pathlib import Path
 
 from radserve.radiomics import (
     DEFAULT_PARAMETER_SET,
+    BatchOptions,
     CaseFeatures,
+    ExtractionOptions,
     default_workers,
     extract_cases,
     extract_features,
@@ -60,8 +62,9 @@ def extract_command(
         labelmap,
         parameter_set=parameter_set,
         labels=labels,
-        workers=max(1, min(workers or default_workers(), count)),
-        diagnostics=diagnostics,
+        options=ExtractionOptions(
+            workers=max(1, min(workers or default_workers(), count)), diagnostics=diagnostics
+        ),
     )
     result = CaseFeatures(
         case=case or _case_name(image),
@@ -103,24 +106,18 @@ def extract_batch_command(
 
     workers = max(1, min(workers or default_workers(), total))
     if workers == 1:
-        results = extract_cases(
-            cases,
-            parameter_set=parameter_set,
-            diagnostics=diagnostics,
-            modality=modality,
-            progress=advance,
-        )
+        options = BatchOptions(diagnostics=diagnostics, modality=modality, progress=advance)
+        results = extract_cases(cases, parameter_set=parameter_set, options=options)
     else:
         with process_pool(workers) as pool:
-            results = extract_cases(
-                cases,
-                parameter_set=parameter_set,
+            options = BatchOptions(
                 workers=workers,
-                executor=pool,
+                pool=pool,
                 diagnostics=diagnostics,
                 modality=modality,
                 progress=advance,
             )
+            results = extract_cases(cases, parameter_set=parameter_set, options=options)
     write_table(results, out)
     return results
 

@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-import radserve
-
 if TYPE_CHECKING:
     from radserve.dicom_io import AlgorithmIdentity, Code, LabelMap, SegmentInfo
 
@@ -144,13 +142,8 @@ def _identity(labels: Path, names: Path | None) -> AlgorithmIdentity:
     sha256 = digest.hexdigest()
     from radserve.dicom_io import AlgorithmIdentity
 
-    return AlgorithmIdentity(
-        name="label map import",
-        version=f"{radserve.__version__}+{sha256[:12]}",
-        model_sha256=sha256,
-    )
-
-
+    # Short enough for Software Versions to stay one LO value (64 characters).
+    return AlgorithmIdentity(name="labels", version=sha256[:12], model_sha256=sha256)
 
 
 def seg_from_labels(

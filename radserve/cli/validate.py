@@ -98,6 +98,9 @@ def _seg_grid(ds: Dataset) -> Volume:
 def _check_seg(ds: Dataset) -> list[str]:
     from radserve.dicom_io import DicomIOError, read_seg
 
+    missing = [k for k in ("SegmentSequence", "SharedFunctionalGroupsSequence") if k not in ds]
+    if missing:
+        return [f"SEG: no {', '.join(missing)}"]
     try:
         grid = _seg_grid(ds)
         labelmap = read_seg(ds, reference=grid, overlap="later_wins")
@@ -153,7 +156,9 @@ def _dciodvfy_errors(exe: str, path: Path) -> list[str]:
 def _summarise(errors: list[str]) -> str:
     shown = "; ".join(errors[:_SHOWN_VALIDATOR_ERRORS])
     more = len(errors) - _SHOWN_VALIDATOR_ERRORS
-    return f"dciodvfy: {len(errors)} error(s): {shown}" + (f" (and {more} more)" if more > 0 else "")
+    return f"dciodvfy: {len(errors)} error(s): {shown}" + (
+        f" (and {more} more)" if more > 0 else ""
+    )
 
 
 def validate_file(path: Path, *, dciodvfy: str | None, strict: bool = False) -> FileReport:

@@ -4,6 +4,7 @@ and the runner the job pipeline calls.
 """
 
 from radserve.radiomics.batch import (
+    BatchOptions,
     CaseSpec,
     extract_cases,
     read_cases_csv,
@@ -30,14 +31,15 @@ from radserve.radiomics.errors import (
     MaskGeometryError,
     ParameterSetError,
     RadiomicsError,
+    RadiomicsStepError,
     RadiomicsTimeoutError,
     SegmentTooSmallError,
     UnknownLabelError,
+    WorkerStoppedError,
 )
 from radserve.radiomics.extract import (
-    default_workers,
+    ExtractionOptions,
     extract_features,
-    process_pool,
 )
 from radserve.radiomics.features import (
     SegmentFeatures,
@@ -57,11 +59,15 @@ from radserve.radiomics.params import (
     list_parameter_sets,
     load_parameter_set,
 )
+from radserve.radiomics.pool import (
+    RadiomicsPool,
+    WorkerPool,
+    default_workers,
+    process_pool,
+)
 from radserve.radiomics.runner import (
     RadiomicsOptions,
-    RadiomicsPool,
     RadiomicsRunner,
-    RadiomicsStepError,
     feature_csv,
     resolve_parameter_set,
     without_features,
@@ -85,6 +91,7 @@ from radserve.radiomics.tables import (
 )
 
 __all__ = [
+    "BatchOptions",
     "CODING_SCHEMES",
     "DEFAULT_PARAMETER_SET",
     "INPUT_COLUMNS",
@@ -96,6 +103,7 @@ __all__ = [
     "CaseFeatures",
     "CaseSpec",
     "EmptyMaskError",
+    "ExtractionOptions",
     "FeatureName",
     "InputError",
     "MaskGeometryError",
@@ -110,6 +118,8 @@ __all__ = [
     "SegmentFeatures",
     "SegmentTooSmallError",
     "UnknownLabelError",
+    "WorkerPool",
+    "WorkerStoppedError",
     "bounding_box",
     "default_workers",
     "extra_measurements",

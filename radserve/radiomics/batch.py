@@ -11,14 +11,14 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
 from radserve.radiomics.errors import InputError, RadiomicsError
-from radserve.radiomics.extract import bounded_map, extract_features, process_pool
+from radserve.radiomics.extract import ExtractionOptions, extract_features
 from radserve.radiomics.inputs import read_case
 from radserve.radiomics.params import ParameterSet
+from radserve.radiomics.pool import WorkerPool, bounded_map, process_pool
 from radserve.radiomics.tables import CaseFeatures
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,27 @@ class CaseSpec:
     image: Path
     mask: Path
     label: int | None = None
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How :func:`extract_cases` runs.
+
+    Attributes:
+        workers: Cases extracted at the same time (1: one after the other, in this
+            process).
+        pool: A worker pool of ``workers`` processes to run on (else one is started and
+            shut down for the batch); see :func:`~radserve.radiomics.pool.process_pool`.
+        diagnostics: Add PyRadiomics' diagnostics.
+        modality: Modality of NIfTI / NRRD images (``CT`` gives HU units).
+        progress: Called with each case's result as it completes.
+    """
+
+    workers: int = 1
+    pool: WorkerPool | None = None
+    diagnostics: bool = False
+    modality: str | None = None
+    progress: Callable[[CaseFeatures], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -92,26 +113,23 @@ def extract_cases(
     cases: list[CaseSpec],
     *,
     parameter_set: ParameterSet,
-    workers: int = 1,
-    executor: Executor | None = None,
-    diagnostics: bool = False,
-    modality: str | None = None,
-    progress: Callable[[CaseFeatures], None] | None = None,
+    options: BatchOptions | None = None,
 ) -> list[CaseFeatures]:
-    """Extract every case, ``workers`` cases at a time, in the order of ``cases``.
+    """Extract every case, ``options.workers`` cases at a time, in the order of ``cases``.
 
     Memory stays bounded: each worker reads its own case, and at most two cases per worker
     are queued.
     """
+    options = options if options is not None else BatchOptions()
     jobs = (
-        _CaseJob(index, spec, parameter_set, diagnostics, modality)
+        _CaseJob(index, spec, parameter_set, options.diagnostics, options.modality)
         for index, spec in enumerate(cases)
     )
     results: dict[int, CaseFeatures] = {}
-    for index, result in _run(jobs, workers=workers, executor=executor):
+    for index, result in _run(jobs, workers=options.workers, pool=options.pool):
         results[index] = result
-        if progress is not None:
-            progress(result)
+        if options.progress is not None:
+            options.progress(result)
     return [results[index] for index in range(len(cases))]
 
 
@@ -129,8 +147,7 @@ def _extract_case(job: _CaseJob) -> CaseFeatures:
             labelmap,
             parameter_set=job.parameter_set,
             labels=None if spec.label is None else [spec.label],
-            diagnostics=job.diagnostics,
-            on_error="skip",
+            options=ExtractionOptions(diagnostics=job.diagnostics, on_error="skip"),
         )
     except RadiomicsError as exc:
         logger.warning("case %s failed: %s", spec.case, exc)
@@ -139,15 +156,15 @@ def _extract_case(job: _CaseJob) -> CaseFeatures:
 
 
 def _run(
-    jobs: Iterator[_CaseJob], *, workers: int, executor: Executor | None
+    jobs: Iterator[_CaseJob], *, workers: int, pool: WorkerPool | None
 ) -> Iterator[tuple[int, CaseFeatures]]:
-    if executor is None and workers <= 1:
+    if pool is None and workers <= 1:
         for job in jobs:
             yield run_case(job)
         return
-    pool = executor if executor is not None else process_pool(workers)
+    active = pool if pool is not None else process_pool(workers)
     try:
-        yield from bounded_map(pool, run_case, jobs, limit=2 * workers)
+        yield from bounded_map(active, run_case, jobs, limit=2 * workers)
     finally:
-        if executor is None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if pool is None:
+            active.close(cancel_queued=True)

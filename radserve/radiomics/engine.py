@@ -14,17 +14,16 @@ bounding box), with three differences that do not change any value:
 from __future__ import annotations
 
 import contextvars
-import functools
 import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
+import radserve.radiomics.pyradiomics_compat as pyradiomics_compat
 from radserve.radiomics.cropping import CropPlan, Region
 from radserve.radiomics.errors import ExtractionError, MaskGeometryError, SegmentTooSmallError
 from radserve.radiomics.features import RawExtraction
@@ -36,56 +35,12 @@ logger = logging.getLogger(__name__)
 _SHAPE_CLASSES = ("shape", "shape2D")
 # PyRadiomics logs this warning for every GLCM; it says nothing about the segment.
 _NOISE = ("GLCM is symmetrical",)
-_binning: contextvars.ContextVar[dict[Any, Any] | None] = contextvars.ContextVar(
-    "radiomics_binning", default=None
-)
 _records: contextvars.ContextVar[list[logging.LogRecord] | None] = contextvars.ContextVar(
     "radiomics_log_records", default=None
 )
 
 
 SHAPE_PART = -1
-
-
-def execute_segment(
-    image: sitk.Image,
-    mask: sitk.Image,
-    *,
-    label: int,
-    parameter_set: ParameterSet,
-    plan: CropPlan,
-    diagnostics: bool = False,
-    normalized: bool = False,
-) -> RawExtraction:
-    """Extract one segment's features as ``RadiomicsFeatureExtractor.execute`` does.
-
-    Args:
-        image: The image, cut to ``plan.union`` (or whole).
-        mask: The label map on the same grid.
-        label: The segment's label value.
-        parameter_set: The PyRadiomics parameters.
-        plan: Regions per filtered image, in the full image's index space.
-        diagnostics: Also compute PyRadiomics' diagnostics (needs an uncropped plan to
-            equal the stock values).
-        normalized: ``image`` is already normalized (``normalize`` was applied to the
-            whole image before cutting), so it is not normalized again.
-
-    Raises:
-        SegmentTooSmallError: PyRadiomics rejects the segment (one voxel, too few
-            dimensions, smaller than ``minimumROISize``).
-        MaskGeometryError: PyRadiomics finds the mask outside the image.
-        ExtractionError: Any other failure before the feature classes run.
-    """
-    parts = execute_parts(
-        image,
-        mask,
-        label=label,
-        parameter_set=parameter_set,
-        plan=plan,
-        diagnostics=diagnostics,
-        normalized=normalized,
-    )
-    return merge_parts(parts)
 
 
 def execute_parts(
@@ -99,21 +54,32 @@ def execute_parts(
     diagnostics: bool = False,
     normalized: bool = False,
 ) -> list[tuple[int, RawExtraction]]:
-    """:func:`execute_segment` for some parts only, so that one segment's filtered images
-    can be computed by several processes.
+    """Extract some parts of one segment's features as ``RadiomicsFeatureExtractor.execute``
+    does, so that one segment's filtered images can be computed by several processes
+    (:func:`merge_parts` joins the parts).
 
     Args:
+        image: The image, cut to ``plan.union`` (or whole).
+        mask: The label map on the same grid.
+        label: The segment's label value.
+        parameter_set: The PyRadiomics parameters.
+        plan: Regions per filtered image, in the full image's index space.
         parts: :data:`SHAPE_PART` (shape features and diagnostics) and indices of
             ``plan.groups``; all by default. ``image`` must cover their regions.
-        image, mask, label, parameter_set, plan, diagnostics, normalized: As for
-            :func:`execute_segment`.
+        diagnostics: Also compute PyRadiomics' diagnostics (needs an uncropped plan to
+            equal the stock values).
+        normalized: ``image`` is already normalized (``normalize`` was applied to the
+            whole image before cutting), so it is not normalized again.
 
     Returns:
         ``(part, result)`` per part, in the order of ``parts``.
-    """
-    from radiomics import generalinfo, imageoperations
-    from radiomics.featureextractor import RadiomicsFeatureExtractor
 
+    Raises:
+        SegmentTooSmallError: PyRadiomics rejects the segment (one voxel, too few
+            dimensions, smaller than ``minimumROISize``).
+        MaskGeometryError: PyRadiomics finds the mask outside the image.
+        ExtractionError: Any other failure before the feature classes run.
+    """
     install_log_capture()
     wanted = [SHAPE_PART, *range(len(plan.groups))] if parts is None else list(parts)
     settings = parameter_set.settings()
@@ -125,21 +91,19 @@ def execute_parts(
     classes = parameter_set.feature_classes()
     general = None
     if diagnostics and SHAPE_PART in wanted:
-        general = generalinfo.GeneralInfo()
-        general.addGeneralSettings(settings)
-        general.addEnabledImageTypes(image_types)
+        general = pyradiomics_compat.general_info(settings, image_types)
     with _capture() as records:
         try:
-            image, mask = RadiomicsFeatureExtractor.loadImage(image, mask, general, **settings)
-            box, corrected = imageoperations.checkMask(image, mask, **settings)
+            image, mask = pyradiomics_compat.load_image(image, mask, general, settings)
+            box, corrected = pyradiomics_compat.check_mask(image, mask, settings)
             if corrected is not None:
                 if general is not None:
                     general.addMaskElements(image, corrected, label, "corrected")
                 mask = corrected
             resegmented = None
             if settings.get("resegmentRange") is not None:
-                resegmented = imageoperations.resegmentMask(image, mask, **settings)
-                box, _ = imageoperations.checkMask(image, resegmented, **settings)
+                resegmented = pyradiomics_compat.resegment_mask(image, mask, settings)
+                box, _ = pyradiomics_compat.check_mask(image, resegmented, settings)
                 if general is not None:
                     general.addMaskElements(image, resegmented, label, "resegmented")
         except (ValueError, RuntimeError) as exc:
@@ -189,16 +153,8 @@ def install_log_capture() -> None:
     them with the segment they concern (skip reasons) and logs the rest at DEBUG.
     """
     radiomics_log = logging.getLogger("radiomics")
-    if any(isinstance(h, _CaptureHandler) for h in radiomics_log.handlers):
-        return
-    import radiomics
-
-    stock = getattr(radiomics, "handler", None)
-    if stock is not None:
-        radiomics_log.removeHandler(stock)
-    radiomics_log.addHandler(_CaptureHandler())
-    radiomics_log.setLevel(logging.WARNING)
-    radiomics_log.propagate = False
+    if not any(isinstance(h, _CaptureHandler) for h in radiomics_log.handlers):
+        pyradiomics_compat.replace_log_handler(_CaptureHandler())
 
 
 class _CaptureHandler(logging.Handler):
@@ -281,13 +237,10 @@ def _shape_class(
     box: Any,
     settings: dict[str, Any],
 ) -> None:
-    from radiomics.featureextractor import RadiomicsFeatureExtractor
-
-    proxy = SimpleNamespace(enabledFeatures={name: names})
     with _capture() as records:
         try:
             with fast_shape():
-                values = RadiomicsFeatureExtractor.computeShape(proxy, image, mask, box, **settings)
+                values = pyradiomics_compat.compute_shape(name, names, image, mask, box, settings)
         except Exception as exc:  # PyRadiomics raises bare Exceptions from its C code
             reason = f"{type(exc).__name__}: {exc}"
             result.skipped.append((f"original_{name}_*", reason))
@@ -306,19 +259,18 @@ def _filtered_images(
     box: Any,
     classes: Mapping[str, list[str] | None],
 ) -> None:
-    from radiomics import getFeatureClasses, imageoperations
-
     produced = 0
     with _capture() as records:
         try:
-            generator = getattr(imageoperations, f"get{image_type}Image")(image, mask, **args)
+            generator = pyradiomics_compat.filtered_images(image_type, image, mask, args)
             for filtered, type_name, kwargs in generator:
                 produced += 1
-                cut_image, cut_mask = imageoperations.cropToTumorMask(filtered, mask, box)
-                token = _binning.set({})
-                try:
+                cut_image, cut_mask = pyradiomics_compat.crop_to_mask(filtered, mask, box)
+                with pyradiomics_compat.binning_cache():
                     for name, names in classes.items():
-                        feature_class = _shared_binning(getFeatureClasses()[name])
+                        feature_class = pyradiomics_compat.shared_binning(
+                            pyradiomics_compat.feature_classes()[name]
+                        )
                         _texture_class(
                             result,
                             feature_class,
@@ -329,8 +281,6 @@ def _filtered_images(
                             type_name,
                             kwargs,
                         )
-                finally:
-                    _binning.reset(token)
         except Exception as exc:  # a failing filter skips its images only
             reason = f"{type(exc).__name__}: {exc}"
             result.skipped.append((_group_name(image_type, args), reason))
@@ -373,56 +323,6 @@ def _texture_class(
             # PyRadiomics drops deprecated features that it no longer computes, silently.
             reason = "deprecated in PyRadiomics, which computes no value for it"
             result.skipped.append((f"{type_name}_{name}_{feature}", reason))
-
-
-@functools.cache
-def _shared_binning(feature_class: Any) -> Any:
-    """``feature_class`` with its grey-level discretization computed once per filtered image.
-
-    Every texture class (and first order) of a filtered image bins the same voxels with the
-    same settings; the subclass takes the result from the cache that
-    :func:`_filtered_images` keeps per filtered image. The binning itself is PyRadiomics'
-    ``binImage``, with NumPy's minimum and maximum instead of Python's (same values).
-    """
-
-    def apply_binning(self: Any, matrix: Any) -> Any:
-        cache = _binning.get()
-        if cache is None or getattr(self, "voxelBased", False):
-            return feature_class._applyBinning(self, matrix)
-        key = (self.settings.get("binWidth", 25), self.settings.get("binCount"))
-        if key not in cache:
-            binned = _bin_image(matrix, self.maskArray, self.settings)
-            cache[key] = (binned, np.unique(binned[self.maskArray]))
-        binned, gray_levels = cache[key]
-        self.coefficients["grayLevels"] = gray_levels.copy()
-        self.coefficients["Ng"] = int(np.max(gray_levels))
-        return binned.copy()
-
-    return type(
-        feature_class.__name__,
-        (feature_class,),
-        # Keep PyRadiomics' logger name (radiomics.<class>) so its messages are captured.
-        {"_applyBinning": apply_binning, "__module__": feature_class.__module__},
-    )
-
-
-def _bin_image(matrix: Any, mask: Any, settings: Mapping[str, Any]) -> Any:
-    """``imageoperations.binImage(matrix, mask, **settings)[0]``, faster for ``binWidth``."""
-    from radiomics import imageoperations
-
-    values = matrix[mask]
-    if settings.get("binCount") is not None or values.size == 0 or np.isnan(values).any():
-        return imageoperations.binImage(matrix, mask, **settings)[0]
-    bin_width = settings.get("binWidth", 25)
-    minimum = values.min()  # the same NumPy scalar as Python's min() over the array
-    maximum = values.max()
-    low = minimum - (minimum % bin_width)
-    edges = np.arange(low, maximum + 2 * bin_width, bin_width)
-    if len(edges) == 1:  # a flat region: one bin, as PyRadiomics
-        edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
-    binned = np.zeros(matrix.shape, dtype="int")
-    binned[mask] = np.digitize(values, edges)
-    return binned
 
 
 def _store(

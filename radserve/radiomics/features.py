@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from radserve.dicom_io import Code
@@ -11,7 +10,7 @@ from radserve.radiomics.codes import FeatureName, feature_code, feature_unit, ib
 
 @dataclass
 class RawExtraction:
-    """What :func:`execute_segment` computed, with PyRadiomics' names.
+    """What the engine computed for a segment (or some of its parts), with PyRadiomics' names.
 
     Attributes:
         values: Feature values by PyRadiomics name, in PyRadiomics' order.
@@ -135,8 +134,3 @@ class SegmentFeatures:
             features=(),
             skipped=(SkippedFeature("*", reason),),
         )
-
-
-def features_by_label(results: list[SegmentFeatures]) -> Mapping[int, SegmentFeatures]:
-    """Index results by label."""
-    return {r.label: r for r in results}

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import radserve.radiomics.pyradiomics_compat as pyradiomics_compat
 from radserve.radiomics.codes import ADDITIONS, CORRECTIONS, ibsi_concept
 from radserve.radiomics.extract import extract_features
 from radserve.radiomics.inputs import read_case
@@ -233,11 +234,9 @@ class ConformanceRow:
 def phantom_parameter_set() -> ParameterSet:
     """The IBSI phantom configuration: original image, bin width 1, no intensity shift,
     every PyRadiomics feature (deprecated ones included)."""
-    from radiomics import getFeatureClasses
-
     classes = {
         name: sorted(feature_class.getFeatureNames())
-        for name, feature_class in getFeatureClasses().items()
+        for name, feature_class in pyradiomics_compat.feature_classes().items()
         if name != "shape2D"
     }
     return ParameterSet.from_dict(

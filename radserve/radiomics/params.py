@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+import radserve.radiomics.pyradiomics_compat as pyradiomics_compat
 from radserve.radiomics.errors import ParameterSetError
 
 logger = logging.getLogger(__name__)
@@ -74,10 +75,8 @@ class ParameterSet:
 
     def settings(self) -> dict[str, Any]:
         """The ``setting`` section over PyRadiomics' defaults, as the extractor applies them."""
-        from radiomics.featureextractor import RadiomicsFeatureExtractor
-
         parameters = self.parameters()
-        settings: dict[str, Any] = RadiomicsFeatureExtractor._getDefaultSettings()
+        settings = pyradiomics_compat.default_settings()
         settings.update(parameters.get("setting") or {})
         settings.update(parameters.get("voxelSetting") or {})
         return settings
@@ -91,11 +90,9 @@ class ParameterSet:
 
     def feature_classes(self) -> dict[str, list[str] | None]:
         """Enabled feature classes with their feature names (None or [] for all)."""
-        from radiomics import getFeatureClasses
-
         classes = self.parameters().get("featureClass") or {}
         if not classes:
-            return {name: [] for name in getFeatureClasses()}
+            return {name: [] for name in pyradiomics_compat.feature_classes()}
         return {
             name: (list(names) if names is not None else None) for name, names in classes.items()
         }
@@ -157,9 +154,8 @@ def _validate(name: str, parameters: dict[str, Any]) -> None:
     except (TypeError, ValueError) as exc:
         raise ParameterSetError(f"parameter set {name}: not plain data: {exc}") from exc
     import pykwalify.core  # type: ignore[import-untyped]
-    from radiomics import getParameterValidationFiles
 
-    schema_file, schema_funcs = getParameterValidationFiles()
+    schema_file, schema_funcs = pyradiomics_compat.parameter_schema()
     pykwalify_log = logging.getLogger("pykwalify")
     level = pykwalify_log.level
     pykwalify_log.setLevel(logging.CRITICAL)  # it logs each error before raising them all

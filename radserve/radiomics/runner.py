@@ -14,9 +14,9 @@ a segment PyRadiomics rejects (one voxel, a flat slab) gets no features and says
 never fails the job. Neither does a segment so large that its extraction would hold the job
 for long: after ``timeout_s`` the extraction stops (the pool's running tasks are terminated),
 and the segments that did not finish get no features, with the reason. Extraction runs in
-the caller's thread (``workers`` 0) or on a :class:`RadiomicsPool` of worker processes
-shared by every model; a pool whose worker died (out of memory) is replaced, and the job
-that saw it fails with a clear message.
+the caller's thread (``workers`` 0) or on a :class:`~radserve.radiomics.pool.RadiomicsPool`
+of worker processes shared by every model; a pool whose worker died (out of memory) is
+replaced, and the job that saw it fails with a clear message.
 
 A job's feature table is :func:`radserve.radiomics.tables.feature_table`;
 :func:`feature_csv` turns it into PyRadiomics' batch CSV.
@@ -27,20 +27,24 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from radserve.dicom_io import Code, LabelMap, Volume
-from radserve.radiomics.errors import ParameterSetError, RadiomicsError, RadiomicsTimeoutError
-from radserve.radiomics.extract import extract_features, process_pool, stop_pool
+from radserve.radiomics.errors import (
+    ParameterSetError,
+    RadiomicsError,
+    RadiomicsStepError,
+    RadiomicsTimeoutError,
+    WorkerStoppedError,
+)
+from radserve.radiomics.extract import ExtractionOptions, extract_features
 from radserve.radiomics.features import Feature, SegmentFeatures, SkippedFeature
 from radserve.radiomics.params import PARAMETER_SET_DIR, ParameterSet, load_parameter_set
+from radserve.radiomics.pool import RadiomicsPool
 from radserve.radiomics.tables import CaseFeatures, csv_rows
 
 logger = logging.getLogger(__name__)
@@ -63,10 +67,6 @@ def without_features(segments: Sequence[SegmentFeatures]) -> dict[str, int]:
         cause = "time_limit" if stopped else "rejected"
         counts[cause] = counts.get(cause, 0) + 1
     return counts
-
-
-class RadiomicsStepError(RadiomicsError):
-    """Radiomics failed for a job as a whole (not one segment PyRadiomics rejects)."""
 
 
 @dataclass(frozen=True)
@@ -105,51 +105,6 @@ def resolve_parameter_set(package_dir: Path, reference: str) -> ParameterSet:
     return load_parameter_set(reference, search_dirs=[package_dir, PARAMETER_SET_DIR])
 
 
-class RadiomicsPool:
-    """Worker processes for extraction, started on first use and shared by every model.
-
-    Args:
-        workers: Processes (at least 1).
-    """
-
-    def __init__(self, workers: int) -> None:
-        if workers < 1:
-            raise ValueError("a radiomics pool needs at least one worker")
-        self.workers = workers
-        self._lock = threading.Lock()
-        self._executor: ProcessPoolExecutor | None = None
-        self._closed = False
-
-    def executor(self) -> Executor:
-        """The pool (started now if it is not yet).
-
-        Raises:
-            RadiomicsStepError: The pool was shut down.
-        """
-        with self._lock:
-            if self._closed:
-                raise RadiomicsStepError("the radiomics pool is shut down")
-            if self._executor is None:
-                self._executor = process_pool(self.workers)
-            return self._executor
-
-    def discard(self, broken: Executor) -> None:
-        """Drop a pool whose worker died, or whose tasks ran out of time (they are
-        terminated); the next :meth:`executor` starts a new one."""
-        with self._lock:
-            if self._executor is broken:
-                self._executor = None
-        stop_pool(broken)
-
-    def shutdown(self) -> None:
-        """Stop the worker processes (at server stop); waits for running extractions."""
-        with self._lock:
-            self._closed = True
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
-
-
 class RadiomicsRunner:
     """A model's radiomics: its parameter set, run in-process or on a shared pool.
 
@@ -185,7 +140,7 @@ class RadiomicsRunner:
         """
         if not labelmap.present_labels():
             return []
-        executor = self.pool.executor() if self.pool is not None else None
+        pool = self.pool.executor() if self.pool is not None else None
         if self.timeout_s is not None:
             own_deadline = time.monotonic() + self.timeout_s
             deadline = own_deadline if deadline is None else min(deadline, own_deadline)
@@ -194,17 +149,15 @@ class RadiomicsRunner:
                 volume,
                 labelmap,
                 parameter_set=self.parameter_set,
-                executor=executor,
-                on_error="skip",
-                deadline=deadline,
+                options=ExtractionOptions(pool=pool, on_error="skip", deadline=deadline),
             )
         except RadiomicsTimeoutError as exc:
-            if self.pool is not None and executor is not None:
-                self.pool.discard(executor)
+            if self.pool is not None and pool is not None:
+                self.pool.discard(pool)
             return self._unfinished(labelmap, exc)
-        except BrokenProcessPool as exc:
-            if self.pool is not None and executor is not None:
-                self.pool.discard(executor)
+        except WorkerStoppedError as exc:
+            if self.pool is not None and pool is not None:
+                self.pool.discard(pool)
             raise RadiomicsStepError(
                 "a radiomics worker process stopped (out of memory?); the pool was restarted"
             ) from exc

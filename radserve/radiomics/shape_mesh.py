@@ -38,6 +38,8 @@ import numpy.typing as npt
 from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import cdist
 
+import radserve.radiomics.pyradiomics_compat as pyradiomics_compat
+
 #: Corner ``b`` of a cube (bit ``b`` of its pattern index): offsets along (slice, row, column).
 CORNERS = tuple((b >> 2 & 1, b >> 1 & 1, b & 1) for b in range(8))
 _HULL_FROM = 32  # fewer points are compared directly
@@ -116,13 +118,11 @@ def _pattern_table(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Per pattern: surface area, volume term at the origin ``q``, and the position factor
     ``m`` (a cube at physical position ``p`` adds ``q + p . m``), all from PyRadiomics' C."""
-    from radiomics import cShape
-
     step = np.asarray(spacing, dtype=np.float64)
 
     def measure(cells: npt.NDArray[np.bool_]) -> tuple[float, float]:
-        surface, volume, _ = cShape.calculate_coefficients(cells, step)
-        return float(surface), float(volume)
+        surface, volume, _ = pyradiomics_compat.c_shape_coefficients(cells, step)
+        return surface, volume
 
     surface_of = np.zeros(256)
     q_of = np.zeros(256)
@@ -210,25 +210,10 @@ def _max_squared_distance(points: npt.NDArray[np.float64]) -> float:
 # --- the switch inside radiomics.shape ----------------------------------------------------
 
 
-class _Coefficients:
-    """Stands in for ``radiomics.cShape`` in ``radiomics.shape``: the C module, except within
-    :func:`fast_shape`."""
-
-    def __init__(self, original: Any) -> None:
-        self._original = original
-
-    def calculate_coefficients(self, mask: Any, spacing: Any) -> Any:
-        if _FAST.get():
-            return mesh_coefficients(mask, spacing)
-        return self._original.calculate_coefficients(mask, spacing)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._original, name)
+def _fast_coefficients(mask: Any, spacing: Any) -> Any:
+    return mesh_coefficients(mask, spacing)
 
 
 @functools.cache
 def _install() -> None:
-    import radiomics.shape
-
-    if not isinstance(radiomics.shape.cShape, _Coefficients):
-        radiomics.shape.cShape = _Coefficients(radiomics.shape.cShape)
+    pyradiomics_compat.route_shape_coefficients(_FAST.get, _fast_coefficients)

@@ -5,15 +5,18 @@ A thin layer over ``dicomweb-client`` that turns transport and protocol failures
 patient data.
 
 STOW-RS sends files as they are (:meth:`PacsClient.store_files`): a stored instance goes out
-byte for byte, without a parse and a re-encode. :meth:`PacsClient.store` encodes datasets
-first, as ``dicomweb-client``'s ``store_instances`` does, and sends them the same way.
+byte for byte, without a parse and a re-encode, so the multipart request is framed here and
+posted on the client's session (``dicomweb-client``'s ``store_instances`` takes datasets
+only). :meth:`PacsClient.store` encodes datasets first and sends them the same way.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Sequence
+import secrets
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pydicom
@@ -24,6 +27,9 @@ from pydicom.dataset import Dataset
 from radserve.dicom_io import DicomIOError
 
 logger = logging.getLogger(__name__)
+
+# Statuses worth another try, as dicomweb-client's set_http_retry_params retries them.
+_RETRIABLE_STATUSES = frozenset({408, 429, 503, 504})
 
 
 class PacsError(DicomIOError):
@@ -67,8 +73,12 @@ class PacsClient:
         attempts: int = 1,
     ) -> None:
         self.url = url.rstrip("/")
-        self._client = DICOMwebClient(url=self.url, timeout=timeout_s, headers=headers)
-        self._client.set_http_retry_params(retry=attempts > 1, max_attempts=max(attempts, 1))
+        self._timeout_s = timeout_s
+        self._attempts = max(attempts, 1)
+        self._session = requests.Session()
+        self._session.headers.update(headers or {})
+        self._client = DICOMwebClient(url=self.url, session=self._session, timeout=timeout_s)
+        self._client.set_http_retry_params(retry=attempts > 1, max_attempts=self._attempts)
 
     def store(self, datasets: Sequence[Dataset]) -> StoreResult:
         """Store instances over STOW-RS; raise :class:`PacsError` if any is refused."""
@@ -86,11 +96,7 @@ class PacsClient:
         if not files:
             raise ValueError("nothing to store")
         try:
-            # The multipart POST of dicomweb-client's store_instances, minus its dcmwrite of
-            # each dataset: same body, chunking, retries (set_http_retry_params) and parsing.
-            response: Dataset = self._client._http_post_multipart_application_dicom(
-                f"{self.url}/studies", list(files)
-            )
+            response = _response_dataset(self._post_multipart(list(files)))
         except requests.RequestException as exc:
             raise PacsError(f"STOW-RS to {self.url} failed: {_describe(exc)}") from exc
         result = StoreResult(
@@ -104,6 +110,31 @@ class PacsClient:
             )
         logger.info("stored %d instances at %s", len(result.stored_sop_instance_uids), self.url)
         return result
+
+    def _post_multipart(self, files: list[bytes]) -> requests.Response:
+        """POST ``files`` as one multipart/related request, retried like the other requests.
+
+        Raises:
+            requests.RequestException: The request failed, or its final status is an error.
+        """
+        boundary = secrets.token_hex(16)
+        headers = {
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+            "Accept": "application/dicom+json",
+        }
+        for attempt in range(1, self._attempts + 1):
+            response = self._session.post(
+                f"{self.url}/studies",
+                data=_multipart_body(boundary, files),
+                headers=headers,
+                timeout=self._timeout_s,
+            )
+            if response.status_code not in _RETRIABLE_STATUSES or attempt == self._attempts:
+                break
+            response.close()
+            time.sleep(2.0**attempt)  # dicomweb-client's back-off: 2 s, 4 s, 8 s, ...
+        response.raise_for_status()
+        return response
 
     def series_uids(self, study_instance_uid: str) -> list[str]:
         """Series Instance UIDs of a study (QIDO-RS)."""
@@ -122,6 +153,26 @@ class PacsClient:
         except requests.RequestException as exc:
             raise PacsError(f"WADO-RS from {self.url} failed: {_describe(exc)}") from exc
         return instances
+
+
+def _multipart_body(boundary: str, files: Sequence[bytes]) -> Iterator[bytes]:
+    """The multipart/related body, streamed (sent with chunked transfer encoding).
+
+    Framed here rather than with the routes' helpers: the routes import this module.
+    """
+    for data in files:
+        yield f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode("ascii")
+        yield data
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode("ascii")
+
+
+def _response_dataset(response: requests.Response) -> Dataset:
+    """The STOW-RS response as a dataset; empty when the PACS sent no DICOM JSON."""
+    media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if not response.content or media_type not in ("application/dicom+json", "application/json"):
+        return Dataset()
+    return Dataset.from_json(response.json())
 
 
 def _encode(ds: Dataset) -> bytes:

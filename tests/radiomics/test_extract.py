@@ -11,6 +11,7 @@ import pytest
 from radserve.dicom_io import LabelMap, SegmentInfo, Volume
 from radserve.radiomics import (
     EmptyMaskError,
+    ExtractionOptions,
     MaskGeometryError,
     ParameterSet,
     SegmentTooSmallError,
@@ -72,7 +73,9 @@ def test_segments_too_small_are_refused_or_skipped_with_the_reason() -> None:
     line = _labelmap(volume, [(10, 10, 10), (10, 10, 11)])
     with pytest.raises(SegmentTooSmallError, match="too few dimensions"):
         extract_features(volume, line, parameter_set=LIGHT)
-    (skipped,) = extract_features(volume, line, parameter_set=LIGHT, on_error="skip")
+    (skipped,) = extract_features(
+        volume, line, parameter_set=LIGHT, options=ExtractionOptions(on_error="skip")
+    )
     assert skipped.features == ()
     assert [s.name for s in skipped.skipped] == ["*"]
     assert "too few dimensions" in skipped.skipped[0].reason
@@ -116,7 +119,9 @@ def test_several_segments_in_parallel_equal_serial_and_stock(
     segments = (SegmentInfo(1, "GTV"), SegmentInfo(2, "Bone"), SegmentInfo(3, "Patch"))
     many = LabelMap(labelmap.volume.with_array(labels), segments)
     serial = extract_features(volume, many, parameter_set=LIGHT)
-    parallel = extract_features(volume, many, parameter_set=LIGHT, workers=2)
+    parallel = extract_features(
+        volume, many, parameter_set=LIGHT, options=ExtractionOptions(workers=2)
+    )
     assert [r.label for r in parallel] == [1, 2, 3]
     assert [r.segment_name for r in parallel] == ["GTV", "Bone", "Patch"]
     assert [r.values() for r in parallel] == [r.values() for r in serial]
@@ -133,7 +138,9 @@ def test_one_segment_split_over_workers_equals_serial(
 ) -> None:
     volume, labelmap = sts_019
     (serial,) = extract_features(volume, labelmap, parameter_set="default")
-    (split,) = extract_features(volume, labelmap, parameter_set="default", workers=2)
+    (split,) = extract_features(
+        volume, labelmap, parameter_set="default", options=ExtractionOptions(workers=2)
+    )
     assert list(split.values().items()) == list(serial.values().items())  # values and order
     assert split.skipped == serial.skipped == ()
 
@@ -141,7 +148,9 @@ def test_one_segment_split_over_workers_equals_serial(
 def test_diagnostics_only_when_asked(sts_019: tuple[Volume, LabelMap], shared_data: Path) -> None:
     volume, labelmap = sts_019
     (plain,) = extract_features(volume, labelmap, parameter_set=LIGHT)
-    (full,) = extract_features(volume, labelmap, parameter_set=LIGHT, diagnostics=True)
+    (full,) = extract_features(
+        volume, labelmap, parameter_set=LIGHT, options=ExtractionOptions(diagnostics=True)
+    )
     assert plain.diagnostics == ()
     diagnostics = full.diagnostics_dict()
     assert diagnostics["diagnostics_Mask-original_VoxelNum"] == "5564"

@@ -53,7 +53,7 @@ from radserve.dicom_io.reading.enhanced import (
     text_value,
 )
 from radserve.dicom_io.reading.geometry import stack_geometry
-from radserve.dicom_io.reading.instances import iter_instance_headers
+from radserve.dicom_io.reading.instances import DEFAULT_MAX_INSTANCE_BYTES, iter_instance_headers
 from radserve.dicom_io.reading.pixel_stack import InstanceSource, stack_pixels
 from radserve.dicom_io.volume import Volume
 
@@ -163,17 +163,26 @@ def _reconstruct(
     return volume, [found[i] for i in used]
 
 
-def read_image_series(path: str | Path, *, min_slices: int = MIN_SLICES) -> ImageSeries:
-    """Read the one image series under ``path`` (folder, file, or zip) with its headers.
+def read_image_series(
+    path: str | Path | Sequence[str | Path],
+    *,
+    min_slices: int = MIN_SLICES,
+    max_bytes: int = DEFAULT_MAX_INSTANCE_BYTES,
+) -> ImageSeries:
+    """Read the one image series under ``path`` (folder, file, or zip; or a list of
+    instance files) with its headers, on the fast header-first path: uncompressed pixel
+    data is read straight into the volume, without a whole-instance parse.
 
     Raises:
         NotAVolumeError: ``path`` holds no image series or several.
         InconsistentSeriesError: A subclass naming why the series is not one regular volume.
         InvalidDicomError: Pixel data cannot be read or decoded.
+        InstanceTooLargeError: A file is larger than ``max_bytes``.
     """
     with _gc_paused():
         groups: dict[str, list[InstanceSource]] = defaultdict(list)
-        for ds, location in iter_instance_headers([path]):
+        paths = [path] if isinstance(path, str | Path) else list(path)
+        for ds, location in iter_instance_headers(paths, max_bytes=max_bytes):
             if location is not None or _has_pixels(ds):
                 groups[text_value(ds, "SeriesInstanceUID")].append((ds, location))
         if not groups:

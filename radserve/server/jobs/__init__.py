@@ -8,7 +8,6 @@ from radserve.server.jobs.export import (
 from radserve.server.jobs.pipeline import (
     PipelineResult,
     algorithm_identity,
-    check_selection,
     run_pipeline,
 )
 from radserve.server.jobs.queue import (
@@ -29,8 +28,13 @@ from radserve.server.jobs.records import (
 )
 from radserve.server.jobs.routing import (
     Router,
-    SeriesFacts,
     candidate_recorder,
+)
+from radserve.server.jobs.selection import (
+    SeriesFacts,
+    check_selection,
+    choose_series,
+    facts_of_datasets,
     mismatch,
     series_facts,
 )
@@ -61,6 +65,8 @@ __all__ = [
     "algorithm_identity",
     "candidate_recorder",
     "check_selection",
+    "choose_series",
+    "facts_of_datasets",
     "mismatch",
     "run_pipeline",
     "series_facts",

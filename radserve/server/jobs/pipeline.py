@@ -10,7 +10,7 @@ from typing import Any
 from pydicom.uid import JPEGLSLossless
 
 from radserve.dicom_io import AlgorithmIdentity, ImageSeries, ResultSet, build_results
-from radserve.inference import ModelPackage, Prediction, Predictor, SeriesNotAcceptedError
+from radserve.inference import ModelPackage, Prediction, Predictor
 from radserve.radiomics import (
     CODING_SCHEMES,
     RadiomicsRunner,
@@ -18,6 +18,7 @@ from radserve.radiomics import (
     extra_measurements,
     feature_table,
 )
+from radserve.server.jobs.selection import check_selection
 
 logger = logging.getLogger(__name__)
 
@@ -52,19 +53,6 @@ def algorithm_identity(package: ModelPackage) -> AlgorithmIdentity:
     return AlgorithmIdentity(
         name=manifest.name, version=manifest.version, model_sha256=package.model_sha256
     )
-
-
-def check_selection(series: ImageSeries, package: ModelPackage) -> None:
-    """Raise :class:`SeriesNotAcceptedError` when the model does not accept the series."""
-    header = series.headers[0]
-    reason = package.manifest.input.mismatch(
-        modality=series.volume.modality or str(header.get("Modality", "")),
-        body_part_examined=str(header.get("BodyPartExamined", "")) or None,
-        series_description=str(header.get("SeriesDescription", "")) or None,
-        number_of_slices=series.volume.shape[0],
-    )
-    if reason is not None:
-        raise SeriesNotAcceptedError(f"model {package.manifest.name} does not accept: {reason}")
 
 
 def run_pipeline(

@@ -20,32 +20,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
-from radserve.dicom_io import MANUFACTURER
-from radserve.inference import InputSelection
 from radserve.server.jobs.db import drop_candidate, due_candidates, record_candidates
 from radserve.server.jobs.queue import Job, JobQueue, JobSpec
+from radserve.server.jobs.selection import SeriesFacts, mismatch, series_facts
 from radserve.server.registry import ModelRegistry
 from radserve.server.settings import LOCAL_SOURCE
 from radserve.server.store import (
     CommitListener,
-    InstanceQuery,
     InstanceStore,
-    QueryLevel,
     StoredInstance,
 )
 
 logger = logging.getLogger(__name__)
-
-# DICOM JSON tags of the series attributes the selection rules use.
-_MODALITY = "00080060"
-_BODY_PART_EXAMINED = "00180015"
-_SERIES_DESCRIPTION = "0008103E"
-_MANUFACTURER = "00080070"
-_NUMBER_OF_SERIES_RELATED_INSTANCES = "00201209"
-_NUMBER_OF_FRAMES = "00280008"
 
 
 def candidate_recorder(queue: JobQueue) -> CommitListener:
@@ -61,68 +48,6 @@ def candidate_recorder(queue: JobQueue) -> CommitListener:
             record_candidates(db, series, time.time())
 
     return record
-
-
-@dataclass(frozen=True)
-class SeriesFacts:
-    """What the selection rules look at, from the store's index."""
-
-    study_instance_uid: str
-    series_instance_uid: str
-    modality: str | None
-    body_part_examined: str | None
-    series_description: str | None
-    manufacturer: str | None
-    number_of_slices: int
-
-
-def _first(attributes: dict[str, Any], tag: str) -> Any:
-    values = attributes.get(tag, {}).get("Value") or [None]
-    return values[0]
-
-
-def series_facts(store: InstanceStore, study_instance_uid: str) -> list[SeriesFacts]:
-    """The facts of every series of a study in the store (none if it holds no such study)."""
-    found = store.search(
-        InstanceQuery(level=QueryLevel.SERIES, study_instance_uid=study_instance_uid)
-    )
-    facts: list[SeriesFacts] = []
-    for attributes in found:
-        series = str(_first(attributes, "0020000E"))
-        count = int(_first(attributes, _NUMBER_OF_SERIES_RELATED_INSTANCES) or 0)
-        if count == 1:  # perhaps one multi-frame instance: its frames are the slices
-            (instance,) = store.search(
-                InstanceQuery(
-                    level=QueryLevel.IMAGE,
-                    study_instance_uid=study_instance_uid,
-                    series_instance_uid=series,
-                )
-            )
-            count = max(1, int(_first(instance, _NUMBER_OF_FRAMES) or 1))
-        facts.append(
-            SeriesFacts(
-                study_instance_uid=study_instance_uid,
-                series_instance_uid=series,
-                modality=_first(attributes, _MODALITY),
-                body_part_examined=_first(attributes, _BODY_PART_EXAMINED),
-                series_description=_first(attributes, _SERIES_DESCRIPTION),
-                manufacturer=_first(attributes, _MANUFACTURER),
-                number_of_slices=count,
-            )
-        )
-    return facts
-
-
-def mismatch(selection: InputSelection, facts: SeriesFacts) -> str | None:
-    """Why ``selection`` does not accept the series, or ``None`` when it does."""
-    if facts.manufacturer == MANUFACTURER:
-        return "the series holds radserve's own results"
-    return selection.mismatch(
-        modality=facts.modality,
-        body_part_examined=facts.body_part_examined,
-        series_description=facts.series_description,
-        number_of_slices=facts.number_of_slices,
-    )
 
 
 class Router:

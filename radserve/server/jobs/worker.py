@@ -34,12 +34,13 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import JPEGLSLossless
 
-from radserve.dicom_io import DicomIOError, image_series_from_instances, read_instance
+from radserve.dicom_io import DicomIOError, read_image_series
 from radserve.inference import InferenceError, SeriesNotAcceptedError
 from radserve.radiomics import RadiomicsError, without_features
 from radserve.server.jobs.export import ExportPolicy, pacs_client
@@ -49,7 +50,12 @@ from radserve.server.jobs.records import (
     JobFeatures,
     SegmentFeatureSummary,
 )
-from radserve.server.jobs.routing import SeriesFacts, mismatch, series_facts
+from radserve.server.jobs.selection import (
+    choose_series,
+    facts_of_datasets,
+    mismatch,
+    series_facts,
+)
 from radserve.server.metrics import ServerMetrics
 from radserve.server.pacs import PacsError
 from radserve.server.registry import ModelRegistry, RegisteredModel
@@ -222,9 +228,8 @@ class WorkerPool:
         deadline = started + self._options.job_timeout_s
 
         begin = time.perf_counter()
-        datasets, series_uid = self._fetch(job, model)
-        series = image_series_from_instances(datasets)
-        del datasets
+        paths, series_uid = self._fetch(job, model)
+        series = read_image_series(paths, max_bytes=self._store.max_instance_bytes)
         timings["fetch_s"] = self._observe("fetch", begin)
         self._next(job, Stage.INFERENCE, deadline, timings, series_instance_uid=series_uid)
 
@@ -305,7 +310,8 @@ class WorkerPool:
 
     # --- fetching ----------------------------------------------------------------------
 
-    def _fetch(self, job: Job, model: RegisteredModel) -> tuple[list[Dataset], str]:
+    def _fetch(self, job: Job, model: RegisteredModel) -> tuple[list[Path], str]:
+        """The stored files of the job's series (pulled first from a remote source)."""
         spec = job.spec
         if spec.source != LOCAL_SOURCE:
             series_uid = self._pull(job, model)
@@ -317,14 +323,13 @@ class WorkerPool:
             instances = self._store.get_instances(spec.study_instance_uid, series_uid)
         except InstanceNotFoundError as exc:
             raise InstanceNotFoundError("the job's series is not in the store") from exc
-        limit = self._store.max_instance_bytes
-        return [read_instance(i.path, max_bytes=limit) for i in instances], series_uid
+        return [i.path for i in instances], series_uid
 
     def _choose_local_series(self, job: Job, model: RegisteredModel) -> str:
         facts = series_facts(self._store, job.spec.study_instance_uid)
         if not facts:
             raise InstanceNotFoundError("the job's study is not in the store")
-        return _choose(facts, model)
+        return choose_series(facts, model)
 
     def _pull(self, job: Job, model: RegisteredModel) -> str:
         spec = job.spec
@@ -341,7 +346,7 @@ class WorkerPool:
             reasons: list[str] = []
             for series_uid in candidates:
                 datasets = client.retrieve_series(spec.study_instance_uid, series_uid)
-                facts = _facts_of_datasets(spec.study_instance_uid, series_uid, datasets)
+                facts = facts_of_datasets(spec.study_instance_uid, series_uid, datasets)
                 reason = mismatch(model.package.manifest.input, facts)
                 if reason is None or spec.series_instance_uid is not None:
                     # Recorded first, so that routing does not start a second job for it.
@@ -405,36 +410,6 @@ def job_features(result: PipelineResult) -> JobFeatures | None:
             for s in result.features
         ),
         segments_json=json.dumps(result.feature_table(), allow_nan=False),
-    )
-
-
-def _choose(facts: Sequence[SeriesFacts], model: RegisteredModel) -> str:
-    selection = model.package.manifest.input
-    accepted = [f for f in facts if mismatch(selection, f) is None]
-    if not accepted:
-        reasons = "; ".join(dict.fromkeys(str(mismatch(selection, f)) for f in facts))
-        raise SeriesNotAcceptedError(
-            f"no series of the study is accepted by model {model.key} ({reasons})"
-        )
-    return max(accepted, key=lambda f: f.number_of_slices).series_instance_uid
-
-
-def _facts_of_datasets(study: str, series: str, datasets: Sequence[Dataset]) -> SeriesFacts:
-    first = datasets[0] if datasets else Dataset()
-    frames = sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in datasets)
-
-    def text(keyword: str) -> str | None:
-        value = first.get(keyword)
-        return str(value) if value not in (None, "") else None
-
-    return SeriesFacts(
-        study_instance_uid=study,
-        series_instance_uid=series,
-        modality=text("Modality"),
-        body_part_examined=text("BodyPartExamined"),
-        series_description=text("SeriesDescription"),
-        manufacturer=text("Manufacturer"),
-        number_of_slices=frames,
     )
 
 

@@ -16,7 +16,6 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
 from typing import TYPE_CHECKING
 
 from python_multipart.exceptions import MultipartParseError

@@ -159,9 +159,9 @@ async def test_models_metrics_and_readiness(
         assert metrics.status_code == 200
         assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = metrics.text
-    assert 'radserve_jobs{state="queued"} 0\n' in text
-    assert "radserve_queue_depth 0\n" in text
-    assert 'radserve_exports_pending{destination="pacs"} 0\n' in text
+    assert 'radserve_jobs{state="queued"} 0.0\n' in text
+    assert "radserve_queue_depth 0.0\n" in text
+    assert 'radserve_exports_pending{destination="pacs"} 0.0\n' in text
     assert (await client.get("/metrics", headers=auth("submitter"))).status_code == 403
     assert (await client.get("/metrics")).status_code == 401
 
