@@ -42,11 +42,11 @@ import numpy as np
 
 from radserve.dicom_io import LabelMap, SegmentInfo, Volume, read_image_series, read_labelmap_file
 from radserve.radiomics import (
+    BatchOptions,
     CaseSpec,
+    ExtractionOptions,
     ParameterSet,
     default_workers,
-    BatchOptions,
-    ExtractionOptions,
     extract_cases,
     extract_features,
     load_parameter_set,

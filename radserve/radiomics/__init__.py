@@ -91,7 +91,6 @@ from radserve.radiomics.tables import (
 )
 
 __all__ = [
-    "BatchOptions",
     "CODING_SCHEMES",
     "DEFAULT_PARAMETER_SET",
     "INPUT_COLUMNS",
@@ -100,6 +99,7 @@ __all__ = [
     "PRIVATE_SCHEME_NAME",
     "PRIVATE_SCHEME_ORGANIZATION",
     "PRIVATE_SCHEME_VERSION",
+    "BatchOptions",
     "CaseFeatures",
     "CaseSpec",
     "EmptyMaskError",

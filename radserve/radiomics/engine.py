@@ -18,6 +18,7 @@ import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,36 +44,63 @@ _records: contextvars.ContextVar[list[logging.LogRecord] | None] = contextvars.C
 SHAPE_PART = -1
 
 
+@dataclass(frozen=True)
+class PartsRequest:
+    """What :func:`execute_parts` computes for one segment.
+
+    Attributes:
+        label: The segment's label value.
+        parameter_set: The PyRadiomics parameters.
+        plan: Regions per filtered image, in the full image's index space.
+        parts: :data:`SHAPE_PART` (shape features and diagnostics) and indices of
+            ``plan.groups``; all by default. The image must cover their regions.
+        diagnostics: Also compute PyRadiomics' diagnostics (needs an uncropped plan to
+            equal the stock values).
+        normalized: The image is already normalized (``normalize`` was applied to the
+            whole image before cutting), so it is not normalized again.
+    """
+
+    label: int
+    parameter_set: ParameterSet
+    plan: CropPlan
+    parts: Sequence[int] | None = None
+    diagnostics: bool = False
+    normalized: bool = False
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """An image, the segment's mask on it, and its bounding box (PyRadiomics' ``boundingBox``)."""
+
+    image: sitk.Image
+    mask: sitk.Image
+    box: Any
+
+
+@dataclass(frozen=True)
+class _FilteredImage:
+    """One filtered image cut to the segment, with PyRadiomics' name and settings for it."""
+
+    image: sitk.Image
+    mask: sitk.Image
+    type_name: str
+    settings: dict[str, Any]
+
+
 def execute_parts(
-    image: sitk.Image,
-    mask: sitk.Image,
-    *,
-    label: int,
-    parameter_set: ParameterSet,
-    plan: CropPlan,
-    parts: Sequence[int] | None = None,
-    diagnostics: bool = False,
-    normalized: bool = False,
+    image: sitk.Image, mask: sitk.Image, request: PartsRequest
 ) -> list[tuple[int, RawExtraction]]:
     """Extract some parts of one segment's features as ``RadiomicsFeatureExtractor.execute``
     does, so that one segment's filtered images can be computed by several processes
     (:func:`merge_parts` joins the parts).
 
     Args:
-        image: The image, cut to ``plan.union`` (or whole).
+        image: The image, cut to ``request.plan.union`` (or whole).
         mask: The label map on the same grid.
-        label: The segment's label value.
-        parameter_set: The PyRadiomics parameters.
-        plan: Regions per filtered image, in the full image's index space.
-        parts: :data:`SHAPE_PART` (shape features and diagnostics) and indices of
-            ``plan.groups``; all by default. ``image`` must cover their regions.
-        diagnostics: Also compute PyRadiomics' diagnostics (needs an uncropped plan to
-            equal the stock values).
-        normalized: ``image`` is already normalized (``normalize`` was applied to the
-            whole image before cutting), so it is not normalized again.
+        request: The segment, its parameters and the parts to compute.
 
     Returns:
-        ``(part, result)`` per part, in the order of ``parts``.
+        ``(part, result)`` per part, in the order of ``request.parts``.
 
     Raises:
         SegmentTooSmallError: PyRadiomics rejects the segment (one voxel, too few
@@ -81,17 +109,46 @@ def execute_parts(
         ExtractionError: Any other failure before the feature classes run.
     """
     install_log_capture()
-    wanted = [SHAPE_PART, *range(len(plan.groups))] if parts is None else list(parts)
-    settings = parameter_set.settings()
-    settings["label"] = label
-    if normalized:
+    plan = request.plan
+    wanted = [SHAPE_PART, *range(len(plan.groups))] if request.parts is None else request.parts
+    settings = request.parameter_set.settings()
+    settings["label"] = request.label
+    if request.normalized:
         settings["normalize"] = False
     _apply_tolerance(settings)
-    image_types = parameter_set.image_types()
-    classes = parameter_set.feature_classes()
+    classes = request.parameter_set.feature_classes()
     general = None
-    if diagnostics and SHAPE_PART in wanted:
-        general = pyradiomics_compat.general_info(settings, image_types)
+    if request.diagnostics and SHAPE_PART in wanted:
+        general = pyradiomics_compat.general_info(settings, request.parameter_set.image_types())
+    shape, segment = _load(image, mask, request.label, settings, general)
+    texture = {k: v for k, v in classes.items() if k not in _SHAPE_CLASSES}
+    results: list[tuple[int, RawExtraction]] = []
+    for part in wanted:
+        result = RawExtraction()
+        if part == SHAPE_PART:
+            if general is not None:
+                result.diagnostics = {k: str(v) for k, v in general.getGeneralInfo().items()}
+            for name in _SHAPE_CLASSES:
+                if name in classes:
+                    _shape_class(result, name, classes[name], shape, settings)
+        else:
+            group = plan.groups[part]
+            region = group.region.relative_to(plan.union) if plan.union != group.region else None
+            args = {**settings, **group.custom}
+            _filtered_images(result, group.image_type, args, _cut(segment, region), texture)
+        results.append((part, result))
+    return results
+
+
+def _load(
+    image: sitk.Image,
+    mask: sitk.Image,
+    label: int,
+    settings: dict[str, Any],
+    general: Any,
+) -> tuple[_Segment, _Segment]:
+    """PyRadiomics' loading and mask checks: the segment for the shape features, and the
+    segment for the filtered images (they differ when resegmenting)."""
     with _capture() as records:
         try:
             image, mask = pyradiomics_compat.load_image(image, mask, general, settings)
@@ -113,26 +170,7 @@ def execute_parts(
         shape_mask = resegmented
     if resegmented is not None and not settings.get("resegmentShape"):
         mask = resegmented
-    texture = {k: v for k, v in classes.items() if k not in _SHAPE_CLASSES}
-    results: list[tuple[int, RawExtraction]] = []
-    for part in wanted:
-        result = RawExtraction()
-        if part == SHAPE_PART:
-            if general is not None:
-                result.diagnostics = {k: str(v) for k, v in general.getGeneralInfo().items()}
-            for name in _SHAPE_CLASSES:
-                if name in classes:
-                    _shape_class(result, name, classes[name], image, shape_mask, box, settings)
-        else:
-            group = plan.groups[part]
-            region = group.region.relative_to(plan.union) if plan.union != group.region else None
-            group_image, group_mask, group_box = _cut(image, mask, box, region)
-            args = {**settings, **group.custom}
-            _filtered_images(
-                result, group.image_type, args, group_image, group_mask, group_box, texture
-            )
-        results.append((part, result))
-    return results
+    return _Segment(image, shape_mask, box), _Segment(image, mask, box)
 
 
 def merge_parts(parts: Iterable[tuple[int, RawExtraction]]) -> RawExtraction:
@@ -209,21 +247,16 @@ def _apply_tolerance(settings: Mapping[str, Any]) -> None:
         sitk.ProcessObject.SetGlobalDefaultDirectionTolerance(float(tolerance))
 
 
-def _cut(
-    image: sitk.Image,
-    mask: sitk.Image,
-    box: Any,
-    region: Region | None,
-) -> tuple[sitk.Image, sitk.Image, Any]:
+def _cut(segment: _Segment, region: Region | None) -> _Segment:
     if region is None:
-        return image, mask, box
+        return segment
     index, size = list(region.index), list(region.size)
-    shifted = np.array(box, dtype=int).copy()
+    shifted = np.array(segment.box, dtype=int).copy()
     shifted[0::2] -= np.array(region.index)
     shifted[1::2] -= np.array(region.index)
-    return (
-        sitk.RegionOfInterest(image, size, index),
-        sitk.RegionOfInterest(mask, size, index),
+    return _Segment(
+        sitk.RegionOfInterest(segment.image, size, index),
+        sitk.RegionOfInterest(segment.mask, size, index),
         shifted,
     )
 
@@ -232,15 +265,15 @@ def _shape_class(
     result: RawExtraction,
     name: str,
     names: list[str] | None,
-    image: sitk.Image,
-    mask: sitk.Image,
-    box: Any,
+    segment: _Segment,
     settings: dict[str, Any],
 ) -> None:
     with _capture() as records:
         try:
             with fast_shape():
-                values = pyradiomics_compat.compute_shape(name, names, image, mask, box, settings)
+                values = pyradiomics_compat.compute_shape(
+                    {name: names}, segment.image, segment.mask, segment.box, settings
+                )
         except Exception as exc:  # PyRadiomics raises bare Exceptions from its C code
             reason = f"{type(exc).__name__}: {exc}"
             result.skipped.append((f"original_{name}_*", reason))
@@ -254,33 +287,27 @@ def _filtered_images(
     result: RawExtraction,
     image_type: str,
     args: dict[str, Any],
-    image: sitk.Image,
-    mask: sitk.Image,
-    box: Any,
+    segment: _Segment,
     classes: Mapping[str, list[str] | None],
 ) -> None:
     produced = 0
     with _capture() as records:
         try:
-            generator = pyradiomics_compat.filtered_images(image_type, image, mask, args)
-            for filtered, type_name, kwargs in generator:
+            generator = pyradiomics_compat.filtered_images(
+                image_type, segment.image, segment.mask, args
+            )
+            for image, type_name, kwargs in generator:
                 produced += 1
-                cut_image, cut_mask = pyradiomics_compat.crop_to_mask(filtered, mask, box)
+                cut_image, cut_mask = pyradiomics_compat.crop_to_mask(
+                    image, segment.mask, segment.box
+                )
+                filtered = _FilteredImage(cut_image, cut_mask, type_name, kwargs)
                 with pyradiomics_compat.binning_cache():
                     for name, names in classes.items():
                         feature_class = pyradiomics_compat.shared_binning(
                             pyradiomics_compat.feature_classes()[name]
                         )
-                        _texture_class(
-                            result,
-                            feature_class,
-                            name,
-                            names,
-                            cut_image,
-                            cut_mask,
-                            type_name,
-                            kwargs,
-                        )
+                        _texture_class(result, feature_class, name, names, filtered)
         except Exception as exc:  # a failing filter skips its images only
             reason = f"{type(exc).__name__}: {exc}"
             result.skipped.append((_group_name(image_type, args), reason))
@@ -302,15 +329,13 @@ def _texture_class(
     feature_class: type,
     name: str,
     names: list[str] | None,
-    image: sitk.Image,
-    mask: sitk.Image,
-    type_name: str,
-    kwargs: dict[str, Any],
+    filtered: _FilteredImage,
 ) -> None:
     """``RadiomicsFeatureExtractor.computeFeatures`` for one class."""
+    type_name = filtered.type_name
     with _capture() as records:
         try:
-            instance = feature_class(image, mask, **kwargs)
+            instance = feature_class(filtered.image, filtered.mask, **filtered.settings)
             for feature in names or []:
                 instance.enableFeatureByName(feature)
             values = {f"{type_name}_{name}_{k}": v for k, v in instance.execute().items()}

@@ -46,6 +46,7 @@ from radserve.radiomics.tasks import (
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class ExtractionOptions:
     """How :func:`extract_features` runs.

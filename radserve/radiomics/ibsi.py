@@ -332,25 +332,7 @@ def render_markdown(rows: list[ConformanceRow]) -> str:
         "| allowed | radserve | result | note |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in rows:
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    row.feature_class,
-                    row.feature,
-                    row.ibsi_code or "-",
-                    f"`{row.tag}`",
-                    _number(row.reference),
-                    _number(row.tolerance),
-                    _number(row.allowed),
-                    _number(row.value),
-                    row.status,
-                    row.note,
-                ]
-            )
-            + " |"
-        )
+    lines += [_table_row(row) for row in rows]
     lines += [
         "",
         "## Coding: corrections to PyRadiomics' mapping file",
@@ -382,6 +364,22 @@ def render_markdown(rows: list[ConformanceRow]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _table_row(row: ConformanceRow) -> str:
+    cells = [
+        row.feature_class,
+        row.feature,
+        row.ibsi_code or "-",
+        f"`{row.tag}`",
+        _number(row.reference),
+        _number(row.tolerance),
+        _number(row.allowed),
+        _number(row.value),
+        row.status,
+        row.note,
+    ]
+    return "| " + " | ".join(cells) + " |"
 
 
 def write_conformance(phantom_dir: str | Path, out: str | Path) -> list[ConformanceRow]:

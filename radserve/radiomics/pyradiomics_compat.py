@@ -141,17 +141,17 @@ def crop_to_mask(image: sitk.Image, mask: sitk.Image, box: Any) -> tuple[sitk.Im
 
 
 def compute_shape(
-    name: str,
-    names: list[str] | None,
+    enabled: Mapping[str, list[str] | None],
     image: sitk.Image,
     mask: sitk.Image,
     box: Any,
     settings: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """``RadiomicsFeatureExtractor.computeShape`` for one shape class and its features."""
+    """``RadiomicsFeatureExtractor.computeShape`` for the ``enabled`` shape classes (class
+    name: feature names, None or [] for all)."""
     from radiomics.featureextractor import RadiomicsFeatureExtractor
 
-    proxy = SimpleNamespace(enabledFeatures={name: names})
+    proxy = SimpleNamespace(enabledFeatures=dict(enabled))
     values: dict[str, Any] = RadiomicsFeatureExtractor.computeShape(
         proxy, image, mask, box, **settings
     )

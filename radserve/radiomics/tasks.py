@@ -27,7 +27,7 @@ from radserve.radiomics.cropping import (
     plan_crops,
     whole_image_plan,
 )
-from radserve.radiomics.engine import SHAPE_PART, execute_parts
+from radserve.radiomics.engine import SHAPE_PART, PartsRequest, execute_parts
 from radserve.radiomics.errors import EmptyMaskError, RadiomicsError
 from radserve.radiomics.features import RawExtraction
 from radserve.radiomics.params import ParameterSet
@@ -55,7 +55,7 @@ class SegmentTask:
         on_error: ``"skip"`` returns a segment rejected by PyRadiomics with its reason
             instead of raising.
         parts: The parts of the segment this task computes (see
-            :func:`~radserve.radiomics.engine.execute_parts`); None for all.
+            :class:`~radserve.radiomics.engine.PartsRequest`); None for all.
     """
 
     label: int
@@ -112,9 +112,7 @@ def run_task(task: SegmentTask) -> TaskResult:
     image = _to_sitk(task.image, task)
     mask = _to_sitk(task.mask, task)
     try:
-        parts = execute_parts(
-            image,
-            mask,
+        request = PartsRequest(
             label=task.label,
             parameter_set=task.parameter_set,
             plan=task.plan,
@@ -122,6 +120,7 @@ def run_task(task: SegmentTask) -> TaskResult:
             diagnostics=task.diagnostics,
             normalized=task.normalized,
         )
+        parts = execute_parts(image, mask, request)
     except RadiomicsError as exc:
         if task.on_error == "raise":
             raise

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from radserve.radiomics import (
     PRIVATE_SCHEME_NAME,
     PRIVATE_SCHEME_ORGANIZATION,
     PRIVATE_SCHEME_VERSION,
+    ExtractionOptions,
     ParameterSet,
     ParameterSetError,
     RadiomicsPool,
@@ -234,16 +236,34 @@ def test_parameter_sets_resolve_in_the_package_then_in_configs(tmp_path: Path) -
         resolve_parameter_set(package, "missing.yaml")
 
 
+def _cpu_ticks(pid: int) -> int:
+    """User and system CPU time of ``pid`` so far, in clock ticks (``/proc/<pid>/stat``)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[-1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def test_a_pool_whose_worker_died_is_replaced(run: Run) -> None:
     pool = RadiomicsPool(1)
     runner = RadiomicsRunner(run.parameter_set, pool=pool)
     label_map = run.result.prediction.label_map
     try:
         broken = pool.executor()
-        with pytest.raises(BrokenProcessPool):
-            broken.submit(os._exit, 1).result(timeout=120)  # the worker process dies
-        with pytest.raises(RadiomicsStepError, match="worker process stopped"):
-            runner.run(run.series.volume, label_map)
+        # A first job: the worker has imported everything and now waits, idle.
+        assert runner.run(run.series.volume, label_map) == list(run.result.features)
+        worker = broken.submit(os.getpid).result(timeout=120)
+        # A long job (every filter of the default set); its worker process dies while it runs.
+        slow = RadiomicsRunner(load_parameter_set("default"), pool=pool)
+        with ThreadPoolExecutor(max_workers=1) as thread:
+            job = thread.submit(slow.run, run.series.volume, label_map)
+            idle = _cpu_ticks(worker)
+            started = time.monotonic()
+            while _cpu_ticks(worker) < idle + 20 and time.monotonic() < started + 120:
+                time.sleep(0.01)
+            assert not job.done(), "the job ended before its worker was killed"
+            os.kill(worker, signal.SIGKILL)
+            with pytest.raises(RadiomicsStepError, match="worker process stopped"):
+                job.result(timeout=120)
         assert pool.executor() is not broken
         assert runner.run(run.series.volume, label_map) == list(run.result.features)
     finally:
@@ -273,8 +293,7 @@ def test_extraction_stops_at_its_deadline_and_keeps_what_finished(run: Run) -> N
             run.series.volume,
             label_map,
             parameter_set=run.parameter_set,
-            deadline=deadline,
-            progress=past_the_deadline,
+            options=ExtractionOptions(deadline=deadline, progress=past_the_deadline),
         )
     assert info.value.completed == list(run.result.features)
     assert info.value.unfinished == [2]
