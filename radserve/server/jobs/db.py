@@ -2,7 +2,8 @@
 ``exports``, ``job_features`` and ``routing_candidates``), the mapping of rows to
 :class:`~radserve.server.jobs.records.Job`, and every SQL statement on it: the queue's
 operations live in :mod:`radserve.server.jobs.queue` and call the connection this module
-opens; export and routing call the functions at the end of this module.
+opens and its job statements; export and routing call the functions at the end of this
+module.
 
 ``job_features`` holds, per job of a model with radiomics, the parameter set, a compact
 per-segment summary (shown with the job) and the whole feature table as JSON (served by
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -274,6 +276,83 @@ def job_from_row(
         exports=exports,
         features=features,
     )
+
+
+# --- jobs: the queue's statements ------------------------------------------------------
+
+
+def insert_job(db: sqlite3.Connection, spec: JobSpec, now: float) -> str:
+    """Insert a queued job for ``spec``; its new id."""
+    job_id = uuid.uuid4().hex
+    db.execute(
+        "INSERT INTO jobs (id, state, stage, origin, study_instance_uid, series_instance_uid, "
+        "model_name, model_version, source, destinations, created_at, updated_at, not_before) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            job_id,
+            JobState.QUEUED,
+            Stage.QUEUED,
+            spec.origin,
+            spec.study_instance_uid,
+            spec.series_instance_uid,
+            spec.model_name,
+            spec.model_version,
+            spec.source,
+            json.dumps(list(spec.destinations)),
+            now,
+            now,
+            now,
+        ),
+    )
+    return job_id
+
+
+def fail_job(db: sqlite3.Connection, job_id: str, error: str, now: float) -> None:
+    """Mark a job failed with ``error`` (which must not hold PHI)."""
+    db.execute(
+        "UPDATE jobs SET state = ?, stage = ?, error = ?, finished_at = ?, updated_at = ?, "
+        "lease_owner = NULL, lease_expires = NULL WHERE id = ?",
+        (JobState.FAILED, Stage.FAILED, error, now, now, job_id),
+    )
+
+
+def put_features(
+    db: sqlite3.Connection, job_id: str, features: JobFeatures | None, now: float
+) -> None:
+    """Record a job's feature table, replacing an earlier one (removing it for ``None``)."""
+    if features is None:
+        db.execute("DELETE FROM job_features WHERE job_id = ?", (job_id,))
+        return
+    db.execute(
+        "INSERT INTO job_features (job_id, parameter_set, summary, segments, created_at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET "
+        "parameter_set = excluded.parameter_set, summary = excluded.summary, "
+        "segments = excluded.segments, created_at = excluded.created_at",
+        (
+            job_id,
+            features.parameter_set,
+            summary_to_json(features.summary),
+            features.segments_json,
+            now,
+        ),
+    )
+
+
+def scalar(db: sqlite3.Connection, sql: str, value: str) -> Any:
+    """The first column of the first row of a one-parameter query (``None`` without one)."""
+    row = db.execute(sql, (value,)).fetchone()
+    return row[0] if row else None
+
+
+def merged_timings(
+    db: sqlite3.Connection, job_id: str, timings_s: Mapping[str, float] | None
+) -> str:
+    """A job's stored timings updated with ``timings_s``, as stored (JSON)."""
+    current: dict[str, float] = json.loads(
+        scalar(db, "SELECT timings FROM jobs WHERE id = ?", job_id) or "{}"
+    )
+    current.update({k: round(float(v), 4) for k, v in (timings_s or {}).items()})
+    return json.dumps(current)
 
 
 # --- routing candidates: received series waiting to be stable --------------------------

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -37,9 +36,13 @@ from radserve.server.jobs.db import (
     SCHEMA,
     Database,
     exports_of,
+    fail_job,
     features_of,
+    insert_job,
     job_from_row,
-    summary_to_json,
+    merged_timings,
+    put_features,
+    scalar,
 )
 from radserve.server.jobs.records import (
     ExportRecord,
@@ -122,7 +125,7 @@ class JobQueue:
             ).fetchall()
             for job_id, attempts in rows:
                 if attempts >= self.max_attempts:
-                    _fail(db, job_id, f"interrupted {attempts} times; not retried", now)
+                    fail_job(db, job_id, f"interrupted {attempts} times; not retried", now)
                 else:
                     db.execute(
                         "UPDATE jobs SET state = ?, stage = ?, lease_owner = NULL, "
@@ -145,7 +148,7 @@ class JobQueue:
     def submit(self, spec: JobSpec) -> Job:
         """Queue a new job; durable once this returns."""
         with self.database.write() as db:
-            job_id = _insert(db, spec, time.time())
+            job_id = insert_job(db, spec, time.time())
         logger.info("job %s queued (%s)", job_id, spec.origin)
         return self.get(job_id)
 
@@ -161,7 +164,7 @@ class JobQueue:
             ).fetchone()
             if found is not None:
                 return None
-            job_id = _insert(db, spec, time.time())
+            job_id = insert_job(db, spec, time.time())
         logger.info("job %s queued (%s)", job_id, spec.origin)
         return self.get(job_id)
 
@@ -180,7 +183,7 @@ class JobQueue:
                 return None
             job_id, attempts = row
             if attempts >= self.max_attempts:  # an expired lease, out of attempts
-                _fail(db, job_id, f"interrupted {attempts} times; not retried", now)
+                fail_job(db, job_id, f"interrupted {attempts} times; not retried", now)
                 return None
             db.execute(
                 "UPDATE jobs SET state = ?, stage = ?, attempts = attempts + 1, "
@@ -210,7 +213,7 @@ class JobQueue:
         """Record a running job's progress (and renew its lease)."""
         now = time.time()
         with self.database.write() as db:
-            merged = _merged_timings(db, job_id, timings_s)
+            merged = merged_timings(db, job_id, timings_s)
             db.execute(
                 "UPDATE jobs SET stage = ?, timings = ?, lease_expires = ?, updated_at = ?, "
                 "series_instance_uid = COALESCE(?, series_instance_uid), "
@@ -241,9 +244,9 @@ class JobQueue:
         now = time.time()
         with self.database.write() as db:
             destinations = json.loads(
-                _scalar(db, "SELECT destinations FROM jobs WHERE id = ?", job_id) or "[]"
+                scalar(db, "SELECT destinations FROM jobs WHERE id = ?", job_id) or "[]"
             )
-            merged = _merged_timings(db, job_id, timings_s)
+            merged = merged_timings(db, job_id, timings_s)
             encoded = json.dumps([r.__dict__ for r in results])
             state, stage = (
                 (JobState.EXPORTING, Stage.EXPORTING)
@@ -256,7 +259,7 @@ class JobQueue:
                 "finished_at = CASE WHEN ? = 'done' THEN ? ELSE NULL END WHERE id = ?",
                 (state, stage, encoded, merged, now, state, now, job_id),
             )
-            _put_features(db, job_id, features, now)
+            put_features(db, job_id, features, now)
             for destination in destinations:
                 db.execute(
                     "INSERT INTO exports (job_id, destination, state, next_attempt_at, "
@@ -272,7 +275,7 @@ class JobQueue:
         """Mark an exporting job done when every export record is delivered; whether it was."""
         now = time.time()
         with self.database.write() as db:
-            merged = _merged_timings(db, job_id, {"export_s": export_s})
+            merged = merged_timings(db, job_id, {"export_s": export_s})
             changed = db.execute(
                 "UPDATE jobs SET state = ?, stage = ?, finished_at = ?, updated_at = ?, "
                 "timings = ? WHERE id = ? AND state = ? AND NOT EXISTS (SELECT 1 FROM exports "
@@ -302,9 +305,9 @@ class JobQueue:
             if timings_s:
                 db.execute(
                     "UPDATE jobs SET timings = ? WHERE id = ?",
-                    (_merged_timings(db, job_id, timings_s), job_id),
+                    (merged_timings(db, job_id, timings_s), job_id),
                 )
-            _fail(db, job_id, error, now)
+            fail_job(db, job_id, error, now)
         logger.warning("job %s failed: %s", job_id, error)
 
     def retry_later(self, job_id: str, error: str, *, delay_s: float) -> Job:
@@ -312,9 +315,9 @@ class JobQueue:
         source is down); it fails instead once it has used its attempts."""
         now = time.time()
         with self.database.write() as db:
-            attempts = int(_scalar(db, "SELECT attempts FROM jobs WHERE id = ?", job_id) or 0)
+            attempts = int(scalar(db, "SELECT attempts FROM jobs WHERE id = ?", job_id) or 0)
             if attempts >= self.max_attempts:
-                _fail(db, job_id, f"{error} (after {attempts} attempts)", now)
+                fail_job(db, job_id, f"{error} (after {attempts} attempts)", now)
             else:
                 db.execute(
                     "UPDATE jobs SET state = ?, stage = ?, error = ?, not_before = ?, "
@@ -426,72 +429,3 @@ class JobQueue:
         """Raise :class:`QueueError` unless the database answers."""
         with self.database.read() as db:
             db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (JobState.RUNNING,))
-
-
-def _insert(db: sqlite3.Connection, spec: JobSpec, now: float) -> str:
-    job_id = uuid.uuid4().hex
-    db.execute(
-        "INSERT INTO jobs (id, state, stage, origin, study_instance_uid, series_instance_uid, "
-        "model_name, model_version, source, destinations, created_at, updated_at, not_before) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            job_id,
-            JobState.QUEUED,
-            Stage.QUEUED,
-            spec.origin,
-            spec.study_instance_uid,
-            spec.series_instance_uid,
-            spec.model_name,
-            spec.model_version,
-            spec.source,
-            json.dumps(list(spec.destinations)),
-            now,
-            now,
-            now,
-        ),
-    )
-    return job_id
-
-
-def _fail(db: sqlite3.Connection, job_id: str, error: str, now: float) -> None:
-    db.execute(
-        "UPDATE jobs SET state = ?, stage = ?, error = ?, finished_at = ?, updated_at = ?, "
-        "lease_owner = NULL, lease_expires = NULL WHERE id = ?",
-        (JobState.FAILED, Stage.FAILED, error, now, now, job_id),
-    )
-
-
-def _put_features(
-    db: sqlite3.Connection, job_id: str, features: JobFeatures | None, now: float
-) -> None:
-    if features is None:
-        db.execute("DELETE FROM job_features WHERE job_id = ?", (job_id,))
-        return
-    db.execute(
-        "INSERT INTO job_features (job_id, parameter_set, summary, segments, created_at) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET "
-        "parameter_set = excluded.parameter_set, summary = excluded.summary, "
-        "segments = excluded.segments, created_at = excluded.created_at",
-        (
-            job_id,
-            features.parameter_set,
-            summary_to_json(features.summary),
-            features.segments_json,
-            now,
-        ),
-    )
-
-
-def _scalar(db: sqlite3.Connection, sql: str, value: str) -> Any:
-    row = db.execute(sql, (value,)).fetchone()
-    return row[0] if row else None
-
-
-def _merged_timings(
-    db: sqlite3.Connection, job_id: str, timings_s: Mapping[str, float] | None
-) -> str:
-    current: dict[str, float] = json.loads(
-        _scalar(db, "SELECT timings FROM jobs WHERE id = ?", job_id) or "{}"
-    )
-    current.update({k: round(float(v), 4) for k, v in (timings_s or {}).items()})
-    return json.dumps(current)

@@ -12,8 +12,9 @@ import io
 import logging
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import pydicom
 from pydicom.dataelem import RawDataElement
@@ -166,6 +167,19 @@ def transfer_syntax_of(ds: Dataset) -> str:
     """The Transfer Syntax UID of the file meta information ('' without one)."""
     meta = getattr(ds, "file_meta", None)
     return str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else ""
+
+
+def file_values(
+    ds: Dataset, path: Path, size: int, sha256: str, *, data_dir: Path
+) -> dict[str, Any]:
+    """The index's values of a stored file (``path`` lies under ``data_dir``)."""
+    return {
+        "transfer_syntax_uid": transfer_syntax_of(ds),
+        "path": str(path.relative_to(data_dir)),
+        "size_bytes": size,
+        "sha256": sha256,
+        "stored_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 def fsync_folder(path: Path) -> None:

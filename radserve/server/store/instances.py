@@ -31,13 +31,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import logging
-import os
 import re
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -49,7 +47,6 @@ from radserve.dicom_io import (
     DicomIOError,
     InvalidDicomError,
     check_transfer_syntax,
-    read_instance,
     text_value,
 )
 from radserve.server.store.batch import (
@@ -59,6 +56,7 @@ from radserve.server.store.batch import (
     PendingInstance,
     StoredInstance,
 )
+from radserve.server.store.commit import classify, publish
 from radserve.server.store.errors import (
     DuplicateInstanceError,
     InstanceNotFoundError,
@@ -69,22 +67,14 @@ from radserve.server.store.errors import (
 )
 from radserve.server.store.files import (
     StagedFile,
-    fsync_folder,
+    file_values,
     fsync_path,
-    make_parents,
     read_received,
-    sha256_of,
     transfer_syntax_of,
 )
-from radserve.server.store.index import (
-    IndexDatabase,
-    IndexRows,
-    QueryLevel,
-    index_rows,
-    insert_rows,
-    transaction,
-)
+from radserve.server.store.index import IndexDatabase, QueryLevel, index_rows
 from radserve.server.store.query import InstanceQuery, result_json, search_sql
+from radserve.server.store.recovery import recover
 
 __all__ = [
     "BatchOutcome",
@@ -165,7 +155,12 @@ class InstanceStore:
             self._release()
             raise StoreError(f"index cannot be opened ({exc})") from exc
         try:
-            self._recover()
+            recover(
+                self._index,
+                self.data_dir,
+                self._tmp_dir,
+                max_instance_bytes=self.max_instance_bytes,
+            )
         except BaseException:
             self.close()
             raise
@@ -193,39 +188,6 @@ class InstanceStore:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def _recover(self) -> None:
-        """Empty ``tmp`` and index the files of an interrupted commit (module docstring)."""
-        for leftover in self._tmp_dir.iterdir():
-            if leftover.is_file():
-                leftover.unlink()
-        with self._index.writing() as db:
-            paths = [row[0] for row in db.execute("SELECT path FROM pending_files")]
-            indexed = 0
-            for relative in paths:
-                path = self.data_dir / relative
-                if path.is_file():
-                    try:
-                        rows = self._rows_of_file(path)
-                    except DicomIOError:
-                        path.unlink()  # cannot happen for a validated file; never acknowledged
-                        continue
-                    with transaction(db):
-                        insert_rows(db, rows)
-                    indexed += 1
-            if paths:
-                with transaction(db):
-                    db.execute("DELETE FROM pending_files")
-                logger.warning(
-                    "store recovery: %d of %d files of an interrupted commit indexed",
-                    indexed,
-                    len(paths),
-                )
-
-    def _rows_of_file(self, path: Path) -> IndexRows:
-        ds = read_instance(path, stop_before_pixels=True, max_bytes=self.max_instance_bytes)
-        values = self._file_values(ds, path, path.stat().st_size, sha256_of(path))
-        return index_rows(ds, file_values=values)
 
     # --- storing -----------------------------------------------------------------------
 
@@ -311,7 +273,7 @@ class InstanceStore:
             return FailedInstance(sop_class_uid, sop_instance_uid, exc)
         study, series = text_value(ds, "StudyInstanceUID"), text_value(ds, "SeriesInstanceUID")
         path = self.data_dir / "instances" / study / series / f"{sop_instance_uid}.dcm"
-        values = self._file_values(ds, path, size, staged.sha256)
+        values = file_values(ds, path, size, staged.sha256, data_dir=self.data_dir)
         instance = StoredInstance(
             study_instance_uid=study,
             series_instance_uid=series,
@@ -323,15 +285,6 @@ class InstanceStore:
             sha256=staged.sha256,
         )
         return PendingInstance(staged, instance, index_rows(ds, file_values=values))
-
-    def _file_values(self, ds: Dataset, path: Path, size: int, sha256: str) -> dict[str, Any]:
-        return {
-            "transfer_syntax_uid": transfer_syntax_of(ds),
-            "path": str(path.relative_to(self.data_dir)),
-            "size_bytes": size,
-            "sha256": sha256,
-            "stored_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
 
     def _commit(self, items: list[PendingInstance | FailedInstance]) -> BatchOutcome:
         pending = [item for item in items if isinstance(item, PendingInstance)]
@@ -348,8 +301,21 @@ class InstanceStore:
         else:
             with self._index.writing() as db:
                 try:
-                    accepted, replaced = self._classify(db, items, results)
-                    self._publish(db, [item for _, item in accepted], replaced)
+                    accepted, replaced = classify(
+                        db,
+                        items,
+                        results,
+                        data_dir=self.data_dir,
+                        overwrite=self.overwrite,
+                        max_instances_per_study=self.max_instances_per_study,
+                    )
+                    publish(
+                        db,
+                        [item for _, item in accepted],
+                        replaced,
+                        data_dir=self.data_dir,
+                        sync_pool=self._sync_pool,
+                    )
                 except (OSError, sqlite3.Error) as exc:
                     error = _io_error("instances cannot be stored", exc)
                     for k, entry in enumerate(items):
@@ -362,106 +328,6 @@ class InstanceStore:
             tuple(r for r in ordered if isinstance(r, StoredInstance)),
             tuple(r for r in ordered if isinstance(r, FailedInstance)),
         )
-
-    def _classify(
-        self,
-        db: sqlite3.Connection,
-        items: list[PendingInstance | FailedInstance],
-        results: dict[int, StoredInstance | FailedInstance],
-    ) -> tuple[list[tuple[int, PendingInstance]], list[Path]]:
-        """Decide, under the write lock, what each pending instance becomes."""
-        accepted: list[tuple[int, PendingInstance]] = []
-        replaced: list[Path] = []
-        batch_sops: dict[str, PendingInstance] = {}
-        batch_series: dict[str, str] = {}
-        batch_counts: dict[str, int] = {}
-        for k, item in enumerate(items):
-            if not isinstance(item, PendingInstance):
-                continue
-            inst = item.instance
-            failure: DicomIOError | None = None
-            earlier = batch_sops.get(inst.sop_instance_uid)
-            row = db.execute(
-                "SELECT sha256, size_bytes, path, study_instance_uid, series_instance_uid "
-                "FROM instances WHERE sop_instance_uid = ?",
-                (inst.sop_instance_uid,),
-            ).fetchone()
-            series_study = batch_series.get(inst.series_instance_uid) or _scalar(
-                db,
-                "SELECT study_instance_uid FROM series WHERE series_instance_uid = ?",
-                inst.series_instance_uid,
-            )
-            if earlier is not None or row is not None:
-                same = (
-                    earlier.instance.sha256 == inst.sha256
-                    if earlier is not None
-                    else (row[0], row[1]) == (inst.sha256, inst.size_bytes)
-                )
-                if same:
-                    existing = earlier.instance if earlier is not None else None
-                    path = existing.path if existing else self.data_dir / row[2]
-                    results[k] = _replace(inst, path=path, created=False)
-                    continue
-                if not self.overwrite or earlier is not None:
-                    failure = DuplicateInstanceError(
-                        "an instance with this SOP Instance UID is stored already, with "
-                        "different content"
-                    )
-            if failure is None and series_study and series_study != inst.study_instance_uid:
-                failure = InstanceRejectedError(
-                    "the instance's series is stored already under another study"
-                )
-            if failure is None and self.max_instances_per_study is not None and row is None:
-                count = batch_counts.get(inst.study_instance_uid)
-                if count is None:
-                    count = int(
-                        _scalar(
-                            db,
-                            "SELECT COUNT(*) FROM instances WHERE study_instance_uid = ?",
-                            inst.study_instance_uid,
-                        )
-                        or 0
-                    )
-                if count >= self.max_instances_per_study:
-                    failure = StoreFullError(
-                        f"the study holds the maximum of {self.max_instances_per_study} instances"
-                    )
-                batch_counts[inst.study_instance_uid] = count + 1
-            if failure is not None:
-                results[k] = FailedInstance(inst.sop_class_uid, inst.sop_instance_uid, failure)
-                continue
-            if row is not None and self.data_dir / row[2] != inst.path:
-                replaced.append(self.data_dir / row[2])
-            accepted.append((k, item))
-            results[k] = inst
-            batch_sops[inst.sop_instance_uid] = item
-            batch_series[inst.series_instance_uid] = inst.study_instance_uid
-        return accepted, replaced
-
-    def _publish(
-        self, db: sqlite3.Connection, accepted: list[PendingInstance], replaced: list[Path]
-    ) -> None:
-        """Journal, rename into place, fsync folders, index; ``db`` is the held writer."""
-        if not accepted:
-            return
-        relative = [str(item.instance.path.relative_to(self.data_dir)) for item in accepted]
-        with transaction(db):
-            db.executemany(
-                "INSERT OR IGNORE INTO pending_files (path) VALUES (?)", [(p,) for p in relative]
-            )
-        folders: set[Path] = set()
-        for item in accepted:
-            target = item.instance.path
-            folders.update(make_parents(target.parent, self.data_dir))
-            os.replace(item.staged.path, target)
-            folders.add(target.parent)
-        list(self._sync_pool.map(fsync_folder, sorted(folders)))
-        with transaction(db):
-            for item in accepted:
-                insert_rows(db, item.rows)
-            db.executemany("DELETE FROM pending_files WHERE path = ?", [(p,) for p in relative])
-        for path in replaced:
-            path.unlink(missing_ok=True)
 
     # --- reading -----------------------------------------------------------------------
 
@@ -536,17 +402,6 @@ class InstanceStore:
             self._index.reader().execute("SELECT COUNT(*) FROM studies").fetchone()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError("store is not ready (folder or index unavailable)") from exc
-
-
-def _replace(instance: StoredInstance, *, path: Path, created: bool) -> StoredInstance:
-    return StoredInstance(
-        **{**instance.__dict__, "path": path, "created": created},
-    )
-
-
-def _scalar(db: sqlite3.Connection, sql: str, value: str) -> Any:
-    row = db.execute(sql, (value,)).fetchone()
-    return row[0] if row else None
 
 
 def _failed(instance: StoredInstance, error: DicomIOError) -> FailedInstance:

@@ -297,11 +297,12 @@ def test_reopened_store_keeps_its_index_and_is_locked_while_open(
 
 _CRASH = """
 import importlib, os, sys
-# The crash is injected into the store's own module: the index insert it calls after the rename.
+# The crash is injected into the store's commit module: the index insert it calls after the rename.
 store = importlib.import_module("radserve.server.store.instances")
+commit = importlib.import_module("radserve.server.store.commit")
 def crash(db, rows):
     os._exit(17)  # the process dies after the rename, before the index commit
-store.insert_rows = crash
+commit.insert_rows = crash
 store.InstanceStore(sys.argv[1]).store(sys.argv[2])
 """
 
