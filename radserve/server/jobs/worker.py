@@ -26,7 +26,6 @@ jobs back to the queue at the next stage boundary.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import threading
@@ -36,7 +35,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import JPEGLSLossless
 
@@ -61,9 +59,11 @@ from radserve.server.pacs import PacsError
 from radserve.server.registry import ModelRegistry, RegisteredModel
 from radserve.server.settings import LOCAL_SOURCE, RemoteSettings
 from radserve.server.store.instances import (
+    BatchOutcome,
     DuplicateInstanceError,
     InstanceNotFoundError,
     InstanceStore,
+    encode_dataset,
 )
 
 logger = logging.getLogger(__name__)
@@ -368,7 +368,7 @@ class WorkerPool:
     # --- storing -----------------------------------------------------------------------
 
     def _store_results(self, datasets: Sequence[Dataset]) -> list[ResultInstance]:
-        self._store_datasets(datasets, notify=False)  # never a routing candidate
+        self._check_outcome(self._store.store_results(datasets))
         return [
             ResultInstance(
                 kind=_kind(ds),
@@ -378,13 +378,17 @@ class WorkerPool:
             for ds in datasets
         ]
 
-    def _store_datasets(self, datasets: Sequence[Dataset], *, notify: bool = True) -> None:
-        with self._store.batch(notify=notify) as batch:
+    def _store_datasets(self, datasets: Sequence[Dataset]) -> None:
+        with self._store.batch() as batch:
             for ds in datasets:
                 staged = self._store.staged_file()
-                staged.write(_encode(ds))
+                staged.write(encode_dataset(ds))
                 batch.add(staged)
             outcome = batch.commit()
+        self._check_outcome(outcome)
+
+    @staticmethod
+    def _check_outcome(outcome: BatchOutcome) -> None:
         for failure in outcome.failed:
             if isinstance(failure.error, DuplicateInstanceError):
                 logger.info("an instance is stored already with other bytes; kept as it was")
@@ -416,9 +420,3 @@ def job_features(result: PipelineResult) -> JobFeatures | None:
 def _kind(ds: Dataset) -> str:
     modality = str(ds.get("Modality", ""))
     return modality if modality in ("SEG", "SR") else "SC"
-
-
-def _encode(ds: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()

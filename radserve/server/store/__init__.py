@@ -26,6 +26,7 @@ from radserve.server.store.index import (
 from radserve.server.store.instances import (
     CommitListener,
     InstanceStore,
+    encode_dataset,
 )
 from radserve.server.store.query import (
     InstanceQuery,
@@ -47,6 +48,7 @@ __all__ = [
     "StoreError",
     "StoreFullError",
     "StoredInstance",
+    "encode_dataset",
     "index_columns",
     "index_rows",
     "read_received",

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import io
 import logging
 import re
 import sqlite3
@@ -40,6 +41,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+import pydicom
 from pydicom.dataset import Dataset
 
 from radserve.dicom_io import (
@@ -92,9 +94,18 @@ __all__ = [
     "StoreError",
     "StoreFullError",
     "StoredInstance",
+    "encode_dataset",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def encode_dataset(ds: Dataset) -> bytes:
+    """A data set as the bytes of a DICOM file (with its File Meta Information)."""
+    with io.BytesIO() as buffer:
+        pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+        return buffer.getvalue()
+
 
 CommitListener = Callable[[Sequence[StoredInstance]], None]
 """Told of the instances of each committed batch (see :class:`InstanceStore`)."""
@@ -271,20 +282,49 @@ class InstanceStore:
             _check_instance(ds, study_instance_uid)
         except DicomIOError as exc:
             return FailedInstance(sop_class_uid, sop_instance_uid, exc)
+        return self._pending(staged, ds)
+
+    def _pending(self, staged: StagedFile, ds: Dataset) -> PendingInstance:
         study, series = text_value(ds, "StudyInstanceUID"), text_value(ds, "SeriesInstanceUID")
+        sop_instance_uid = text_value(ds, "SOPInstanceUID")
         path = self.data_dir / "instances" / study / series / f"{sop_instance_uid}.dcm"
-        values = file_values(ds, path, size, staged.sha256, data_dir=self.data_dir)
+        values = file_values(ds, path, staged.size_bytes, staged.sha256, data_dir=self.data_dir)
         instance = StoredInstance(
             study_instance_uid=study,
             series_instance_uid=series,
             sop_instance_uid=sop_instance_uid,
-            sop_class_uid=sop_class_uid,
+            sop_class_uid=text_value(ds, "SOPClassUID"),
             transfer_syntax_uid=values["transfer_syntax_uid"],
             path=path,
-            size_bytes=size,
+            size_bytes=staged.size_bytes,
             sha256=staged.sha256,
         )
         return PendingInstance(staged, instance, index_rows(ds, file_values=values))
+
+    def store_results(self, datasets: Sequence[Dataset]) -> BatchOutcome:
+        """Store data sets radserve made (a job's results) together; durable on return.
+
+        They are written and indexed from the data sets themselves, without the input
+        validation a received file gets (our own output is not parsed back), and they are
+        never reported to ``on_commit``: radserve's results are not routing candidates.
+        """
+        items: list[PendingInstance | FailedInstance] = []
+        try:
+            for ds in datasets:
+                staged = self.staged_file()
+                try:
+                    staged.write(encode_dataset(ds))
+                    staged.close()
+                except BaseException:
+                    staged.discard()
+                    raise
+                items.append(self._pending(staged, ds))
+        except BaseException:
+            for item in items:
+                if isinstance(item, PendingInstance):
+                    item.staged.discard()
+            raise
+        return self._commit(items)
 
     def _commit(self, items: list[PendingInstance | FailedInstance]) -> BatchOutcome:
         pending = [item for item in items if isinstance(item, PendingInstance)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from radserve.inference import CPU, RuntimeSettings
@@ -76,12 +77,15 @@ def test_results_stored_without_notice_are_never_candidates(
 ) -> None:
     store, queue, registry = parts
     router = Router(queue=queue, registry=registry, store=store, stable_s=0, destinations=[])
-    with store.batch(notify=False) as batch:  # how the worker stores its results
-        for path in sorted((demo_study / "image").glob("*.dcm")):
-            staged = store.staged_file()
-            staged.write(path.read_bytes())
-            batch.add(staged)
-        assert len(batch.commit().stored) == 48
+    files = sorted((demo_study / "image").glob("*.dcm"))
+    outcome = store.store_results([pydicom.dcmread(path) for path in files])  # the worker's way
+    assert len(outcome.stored) == 48 and not outcome.failed
+    assert len(store.get_instances(STUDY_UID)) == 48  # stored and indexed
+    with store.batch(notify=False) as batch:
+        staged = store.staged_file()
+        staged.write(files[0].read_bytes())
+        batch.add(staged)
+        assert not batch.commit().stored[0].created  # an identical copy: a no-op
     assert router.run_due() == []
     assert queue.find() == []
 
