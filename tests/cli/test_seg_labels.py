@@ -29,6 +29,7 @@ from radserve.dicom_io import (
     write_labelmap_file,
 )
 from tests.conftest import REPO_ROOT, require
+from tests.grids import onto_grid
 
 DCMQI = REPO_ROOT / ".venv" / "bin" / "segimage2itkimage"
 NAMES = {
@@ -76,22 +77,6 @@ def _seg_from_labels(study: Path, labels: Path, names: Path, out: Path) -> None:
     assert f"wrote {out} (BINARY SEG, 2 segment(s))" in result.output
 
 
-def _onto_grid(
-    array: npt.NDArray[Any], affine: npt.NDArray[np.float64], grid: Volume
-) -> npt.NDArray[Any]:
-    """The nonzero voxels of ``array`` (``affine``: numpy index -> LPS) placed on ``grid``."""
-    indices = np.argwhere(array)
-    world = indices @ affine[:3, :3].T + affine[:3, 3]
-    grid_affine = grid.affine_lps()[:, [2, 1, 0, 3]]  # numpy index order (k, j, i)
-    target = (world - grid_affine[:3, 3]) @ np.linalg.inv(grid_affine[:3, :3]).T
-    rounded = np.rint(target).astype(int)
-    assert np.abs(target - rounded).max(initial=0) < 0.01
-    assert np.all(rounded >= 0) and np.all(rounded < grid.shape)
-    out = np.zeros(grid.shape, dtype=np.int64)
-    out[tuple(rounded.T)] = array[tuple(indices.T)]
-    return out
-
-
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])
 def test_round_trip_gives_identical_voxels(
     tmp_path: Path, demo_study: Path, labels: tuple[Path, Path, npt.NDArray[Any]], suffix: str
@@ -126,7 +111,7 @@ def test_seg_read_by_highdicom_and_dcmqi(
     assert segments[1].SegmentedPropertyTypeCodeSequence[0].CodeMeaning == "Tissue"
     volume = seg.get_volume(combine_segments=True, allow_missing_positions=True)
     np.testing.assert_array_equal(
-        _onto_grid(np.asarray(volume.array), np.asarray(volume.affine), grid), array
+        onto_grid(np.asarray(volume.array), np.asarray(volume.affine), grid), array
     )
 
     require(DCMQI.exists(), "dcmqi (segimage2itkimage) not installed")
@@ -143,7 +128,7 @@ def test_seg_read_by_highdicom_and_dcmqi(
     assert len(nrrds) == 2
     for nrrd in nrrds:
         image = Volume.from_sitk(sitk.ReadImage(str(nrrd)))
-        on_grid = _onto_grid(image.array, image.affine_lps()[:, [2, 1, 0, 3]], grid)
+        on_grid = onto_grid(image.array, image.affine_lps()[:, [2, 1, 0, 3]], grid)
         assert not np.any((combined != 0) & (on_grid != 0)), "segments overlap"
         combined += on_grid
     np.testing.assert_array_equal(combined, array)

@@ -38,6 +38,7 @@ from radserve.dicom_io import (
     write_seg,
 )
 from tests.conftest import REPO_ROOT, ValidatorReport, require
+from tests.grids import onto_grid
 
 ALGORITHM = AlgorithmIdentity(name="test-model", version="1.2.3", model_sha256="ab" * 32)
 SEGMENTATION_TYPES = ("BINARY", "LABELMAP")
@@ -58,35 +59,16 @@ def _resampled(path: Path, grid: Volume) -> npt.NDArray[Any]:
     return sitk.GetArrayFromImage(result)
 
 
-def _onto_grid(
-    array: npt.NDArray[Any], affine: npt.NDArray[np.float64], grid: Volume
-) -> npt.NDArray[Any]:
-    """Put the nonzero voxels of ``array`` (``affine``: numpy index -> LPS) onto ``grid``.
-
-    Every voxel must land on a voxel centre of the grid; a voxel outside fails the test.
-    """
-    indices = np.argwhere(array)
-    world = indices @ affine[:3, :3].T + affine[:3, 3]
-    grid_affine = grid.affine_lps()[:, [2, 1, 0, 3]]  # numpy index order (k, j, i)
-    target = (world - grid_affine[:3, 3]) @ np.linalg.inv(grid_affine[:3, :3]).T
-    rounded = np.rint(target).astype(int)
-    assert np.abs(target - rounded).max(initial=0) < 0.01
-    assert np.all(rounded >= 0) and np.all(rounded < grid.shape)
-    out = np.zeros(grid.shape, dtype=np.int64)
-    out[tuple(rounded.T)] = array[tuple(indices.T)]
-    return out
-
-
-def _sitk_onto_grid(path: Path, grid: Volume) -> npt.NDArray[Any]:
+def _sitkonto_grid(path: Path, grid: Volume) -> npt.NDArray[Any]:
     volume = Volume.from_sitk(sitk.ReadImage(str(path)))
-    return _onto_grid(volume.array, volume.affine_lps()[:, [2, 1, 0, 3]], grid)
+    return onto_grid(volume.array, volume.affine_lps()[:, [2, 1, 0, 3]], grid)
 
 
 def _highdicom_labels(path: Path, grid: Volume) -> npt.NDArray[Any]:
     """highdicom's reading (segment numbers as values) on ``grid``."""
     seg = hd.seg.segread(str(path))
     volume = seg.get_volume(combine_segments=True, allow_missing_positions=True)
-    return _onto_grid(np.asarray(volume.array), np.asarray(volume.affine), grid)
+    return onto_grid(np.asarray(volume.array), np.asarray(volume.affine), grid)
 
 
 def _dcmqi_labels(path: Path, grid: Volume, tmp_path: Path) -> npt.NDArray[Any]:
@@ -102,7 +84,7 @@ def _dcmqi_labels(path: Path, grid: Volume, tmp_path: Path) -> npt.NDArray[Any]:
     )
     combined = np.zeros(grid.shape, dtype=np.int64)
     for nrrd in sorted(out.glob("*.nrrd")):
-        on_grid = _sitk_onto_grid(nrrd, grid)
+        on_grid = _sitkonto_grid(nrrd, grid)
         assert not np.any((combined != 0) & (on_grid != 0)), "segments overlap"
         combined += on_grid
     return combined
@@ -563,7 +545,7 @@ def test_pydicom_liver_in_nine_encodings_reads_the_same(seg_sr: Path) -> None:
     assert arrays[0].sum() > 100_000
     for path, array in zip(paths[1:], arrays[1:], strict=True):
         assert np.array_equal(array, arrays[0]), path.name
-    expected = _sitk_onto_grid(seg_sr / "dcmqi" / "segmentations" / "liver_seg.nrrd", grid)
+    expected = _sitkonto_grid(seg_sr / "dcmqi" / "segmentations" / "liver_seg.nrrd", grid)
     assert np.array_equal(arrays[0], expected)
 
 
@@ -572,7 +554,7 @@ def test_dcmqi_binary_matches_its_source_labels(seg_sr: Path) -> None:
     for name in ("24x38x3", "23x38x3"):
         grid = read_image_series(folder / name / "image").volume
         read = read_seg(folder / name / "seg" / "label.seg", reference=grid)
-        expected = _sitk_onto_grid(folder / name / "nrrd" / "label.nrrd", grid)
+        expected = _sitkonto_grid(folder / name / "nrrd" / "label.nrrd", grid)
         assert read.volume.array.sum() > 0
         assert np.array_equal(read.volume.array, expected), name
         assert [s.name for s in read.segments] == ["Liver"]
@@ -601,7 +583,7 @@ def test_overlapping_segments(seg_sr: Path) -> None:
     expected = np.zeros(grid.shape, dtype=np.int64)
     for channel, number in enumerate(seg.segment_numbers):
         mask = np.asarray(volume.array[..., channel]) != 0
-        on_grid = _onto_grid(mask.astype(np.int64), np.asarray(volume.affine), grid)
+        on_grid = onto_grid(mask.astype(np.int64), np.asarray(volume.affine), grid)
         expected[on_grid != 0] = number  # ascending: the later segment overwrites
     assert np.array_equal(read.volume.array, expected)
     assert [s.name for s in read.segments] == [
@@ -658,7 +640,7 @@ def test_highdicom_examples(seg_sr: Path, name: str) -> None:
     for channel, number in enumerate(seg.segment_numbers):
         # FRACTIONAL: inside where the fraction is at least 0.5.
         mask = np.asarray(volume.array[..., channel]) >= 0.5
-        expected[_onto_grid(mask.astype(np.int64), np.asarray(volume.affine), grid) != 0] = number
+        expected[onto_grid(mask.astype(np.int64), np.asarray(volume.affine), grid) != 0] = number
     assert expected.sum() > 0
     assert np.array_equal(read.volume.array, expected)
     if seg.SegmentationType == "FRACTIONAL" and "true" in name:
