@@ -4,8 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= demo-output
+# The OHIF viewer served at /viewer: pinned and integrity-checked by `radserve viewer install`.
+VIEWER := .viewer
+VIEWER_STAMP := $(VIEWER)/RADSERVE_VIEWER_VERSION
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo demo-serve test lint typecheck pytest bench clean viewer
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +19,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --no-build-isolation -c constraints.txt -e '.[dev,train]'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/radserve demo demo/study --out $(OUT)
+$(VIEWER_STAMP): $(STAMP) radserve/server/viewer/install.py
+	$(BIN)/radserve viewer install $(VIEWER)
+
+viewer: $(VIEWER_STAMP)
+
+demo-serve: $(STAMP) $(VIEWER_STAMP)
+	$(BIN)/radserve demo demo/study --out $(OUT) --viewer-dir $(VIEWER) --serve
+
+demo: $(STAMP) $(VIEWER_STAMP)
+	$(BIN)/radserve demo demo/study --out $(OUT) --viewer-dir $(VIEWER)
 
 lint: $(STAMP)
 	$(BIN)/ruff check radserve tests bench
@@ -27,7 +38,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(VIEWER_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
@@ -37,4 +48,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/seg_write.py
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OUT) $(VIEWER) .pytest_cache .mypy_cache .ruff_cache

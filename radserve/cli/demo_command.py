@@ -12,6 +12,8 @@ from radserve.cli.tables import print_measurements
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from radserve.cli.server_demo import ServerDemoOptions
+
 
 def demo(
     study_dir: Annotated[
@@ -21,6 +23,17 @@ def demo(
     models_dir: Annotated[
         Path, typer.Option("--models-dir", help="Model packages the demo server loads.")
     ] = Path("models"),
+    viewer_dir: Annotated[
+        Path | None,
+        typer.Option(help="Installed OHIF viewer (radserve viewer install) to show results in."),
+    ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Afterwards, keep serving the results (and the viewer) until Ctrl-C."
+        ),
+    ] = False,
+    port: Annotated[int, typer.Option(help="Port of the --serve server.")] = 8000,
     offline: Annotated[
         bool,
         typer.Option(
@@ -33,16 +46,50 @@ def demo(
 
     By default: start a real server, send the study over STOW-RS, wait for the routed job,
     fetch the SEG and SR over WADO-RS, and compare the model with the radiologist's contour.
+    With --serve, the results stay served (at --port), with the viewer if --viewer-dir.
     """
     if offline or not any(models_dir.glob("*/*/manifest.yaml")):
         if not offline:
             typer.echo(f"no model package under {models_dir}: running the offline DICOM demo")
         _offline_demo(study_dir, out)
         return
-    _server_demo(study_dir, out, models_dir)
+    from radserve.cli.server_demo import ServerDemoOptions
+
+    result_dir = _server_demo(
+        study_dir, out, ServerDemoOptions(models_dir=models_dir, viewer_dir=viewer_dir)
+    )
+    if viewer_dir is not None:
+        url = f"http://127.0.0.1:{port}/viewer/viewer?StudyInstanceUIDs={result_dir[1]}"
+        typer.echo(f"Viewer: {url}")
+        if not serve:
+            typer.echo("  (to open it, run the demo with --serve: `make demo-serve`)")
+    if serve:
+        _serve_results(result_dir[0], models_dir, viewer_dir, port)
 
 
-def _server_demo(study_dir: Path, out: Path, models_dir: Path) -> None:
+def _serve_results(data_dir: Path, models_dir: Path, viewer_dir: Path | None, port: int) -> None:
+    """Serve the demo's store until Ctrl-C, with a one-off token to log in with."""
+    import secrets
+
+    from radserve.server import load_settings
+    from radserve.server import serve as run_server
+
+    token = secrets.token_urlsafe(24)
+    typer.echo(f"Serving the results at http://127.0.0.1:{port}/ until Ctrl-C.")
+    typer.echo(f"Log in (viewer) or authenticate (API: 'Authorization: Bearer ...') with: {token}")
+    settings = load_settings(
+        data_dir=data_dir,
+        models_dir=models_dir,
+        viewer_dir=viewer_dir,
+        port=port,
+        dev_token=token,
+        routing_enabled=False,
+    )
+    run_server(settings)
+
+
+def _server_demo(study_dir: Path, out: Path, options: ServerDemoOptions) -> tuple[Path, str]:
+    """Run the server demo and print its report; the kept data folder and the study's UID."""
     from rich.console import Console
     from rich.table import Table
 
@@ -52,9 +99,7 @@ def _server_demo(study_dir: Path, out: Path, models_dir: Path) -> None:
     console = Console()
     try:
         with console.status("starting the demo...") as status:
-            result = run_server_demo(
-                study_dir, out, models_dir=models_dir, progress=lambda m: status.update(m)
-            )
+            result = run_server_demo(study_dir, out, options, progress=lambda m: status.update(m))
     except (DemoError, DicomIOError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from exc
@@ -89,6 +134,7 @@ def _server_demo(study_dir: Path, out: Path, models_dir: Path) -> None:
             f"{result.dice_vs_reference:.3f}"
         )
     console.print(f"SEG and SR: {out}/seg.dcm, {out}/sr.dcm; key slice overlay: {result.png}")
+    return result.data_dir, result.study_instance_uid
 
 
 # A few radiomic features of the original image to show; the rest are in the table.

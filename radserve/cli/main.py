@@ -15,6 +15,7 @@ from radserve.cli.series import convert, infer
 from radserve.cli.serve import serve
 from radserve.cli.train_commands import compare, evaluate, export, train
 from radserve.cli.validate import validate_command
+from radserve.cli.viewer import viewer
 
 app = typer.Typer(
     help="radserve: DICOMweb AI inference server for radiology.",
@@ -48,3 +49,4 @@ app.command()(extract)
 app.command("seg-from-labels")(seg_from_labels_command)
 app.command("seg-to-labels")(seg_to_labels_command)
 app.command("validate")(validate_command)
+app.add_typer(viewer, name="viewer")

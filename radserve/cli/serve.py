@@ -15,6 +15,9 @@ def serve(
         Path | None, typer.Option(help="Folder of the instance store and job state.")
     ] = None,
     models_dir: Annotated[Path | None, typer.Option(help="Folder of the model packages.")] = None,
+    viewer_dir: Annotated[
+        Path | None, typer.Option(help="Installed OHIF viewer to serve at /viewer.")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="YAML settings file (default: $RADSERVE_CONFIG).")
     ] = None,
@@ -23,7 +26,13 @@ def serve(
     from radserve.server import QueueError, SettingsError, StoreError, load_settings
     from radserve.server import serve as run_server
 
-    options = {"host": host, "port": port, "data_dir": data_dir, "models_dir": models_dir}
+    options = {
+        "host": host,
+        "port": port,
+        "data_dir": data_dir,
+        "models_dir": models_dir,
+        "viewer_dir": viewer_dir,
+    }
     try:
         settings = load_settings(config, **{k: v for k, v in options.items() if v is not None})
         run_server(settings)

@@ -1,10 +1,11 @@
 """The main job end to end: a real radserve server, the bundled study in, results out.
 
-Starts ``radserve serve`` on the embedded default (SQLite, local files, CPU) with a temporary
-data folder and a one-off development token, sends the study's CT series over STOW-RS, waits
-for the automatically routed job, fetches the SEG and SR back over WADO-RS, compares the
-model's mask with the radiologist's contour (the study's RTSTRUCT), renders the key slice and
-stops the server.
+Starts ``radserve serve`` on the embedded default (SQLite, local files, CPU) with a fresh
+data folder (``<out>/server-data``, kept afterwards so the results can be served again and
+opened in the viewer) and a one-off development token, sends the study's CT series over
+STOW-RS, waits for the automatically routed job, fetches the SEG and SR back over WADO-RS,
+compares the model's mask with the radiologist's contour (the study's RTSTRUCT), renders the
+key slice and stops the server.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +60,23 @@ class ServerDemoResult:
     job_s: float
     features: list[dict[str, Any]]
     features_csv: Path | None
+    data_dir: Path
+    study_instance_uid: str
+
+
+@dataclass(frozen=True)
+class ServerDemoOptions:
+    """How the demo runs its server.
+
+    Attributes:
+        models_dir: The model packages the server loads.
+        viewer_dir: An installed OHIF viewer for the server to serve at ``/viewer``.
+        timeout_s: Longest wait for the job.
+    """
+
+    models_dir: Path
+    viewer_dir: Path | None = None
+    timeout_s: float = 600.0
 
 
 def _free_port() -> int:
@@ -75,7 +93,9 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 class _Server:
     """``radserve serve`` in a child process."""
 
-    def __init__(self, *, models_dir: Path, data_dir: Path, token: str, log: Path) -> None:
+    def __init__(
+        self, options: ServerDemoOptions, *, data_dir: Path, token: str, log: Path
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -85,7 +105,9 @@ class _Server:
             "RADSERVE_WORKERS": "1",
         }
         command = [sys.executable, "-m", "radserve", "serve", "--port", str(self.port)]
-        command += ["--data-dir", str(data_dir), "--models-dir", str(models_dir)]
+        command += ["--data-dir", str(data_dir), "--models-dir", str(options.models_dir)]
+        if options.viewer_dir is not None:
+            command += ["--viewer-dir", str(options.viewer_dir)]
         self._log = log.open("w")
         self._proc = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self._log_path = log
@@ -139,10 +161,9 @@ def _wait_for_job(
 def run_server_demo(
     study_dir: Path,
     out_dir: Path,
+    options: ServerDemoOptions,
     *,
-    models_dir: Path,
     progress: Callable[[str], None] = lambda message: None,
-    timeout_s: float = 600.0,
 ) -> ServerDemoResult:
     """Run the main job end to end against a real server (see the module docstring)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -150,44 +171,45 @@ def run_server_demo(
     instances = list(iter_instances([study_dir / "image"]))
     token = secrets.token_urlsafe(32)
     headers = {"Authorization": f"Bearer {token}"}
-    with tempfile.TemporaryDirectory(prefix="radserve-demo-") as data_dir:
-        server = _Server(
-            models_dir=models_dir, data_dir=Path(data_dir), token=token, log=out_dir / "server.log"
-        )
-        try:
-            progress("starting the server")
-            server.wait_ready()
-            progress(f"server ready at {server.url}; sending {len(instances)} instances")
-            started = time.monotonic()
-            PacsClient(f"{server.url}/dicomweb", headers=headers).store(instances)
-            stow_s = time.monotonic() - started
-            with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
-                job = _wait_for_job(client, str(instances[0].StudyInstanceUID), progress, timeout_s)
-                job_s = time.monotonic() - started - stow_s
-                features: list[dict[str, Any]] = []
-                features_csv: Path | None = None
-                if job.get("radiomics"):
-                    table = client.get(f"/jobs/{job['id']}/features")
-                    table.raise_for_status()
-                    features = list(table.json()["segments"])
-                    as_csv = client.get(f"/jobs/{job['id']}/features", params={"format": "csv"})
-                    as_csv.raise_for_status()
-                    features_csv = out_dir / "features.csv"
-                    features_csv.write_text(as_csv.text, encoding="utf-8")
-            pacs = PacsClient(f"{server.url}/dicomweb", headers=headers)
-            by_kind = {r["kind"]: r for r in job["results"]}
-            fetched = {}
-            for kind in ("SEG", "SR"):
-                ref = by_kind[kind]
-                (fetched[kind],) = [
-                    ds
-                    for ds in pacs.retrieve_series(
-                        str(instances[0].StudyInstanceUID), ref["series_instance_uid"]
-                    )
-                    if str(ds.SOPInstanceUID) == ref["sop_instance_uid"]
-                ]
-        finally:
-            server.stop()
+    timeout_s = options.timeout_s
+    data_dir = out_dir / "server-data"
+    if data_dir.exists():
+        shutil.rmtree(data_dir)  # the previous run's: a fresh store, a fresh job
+    server = _Server(options, data_dir=data_dir, token=token, log=out_dir / "server.log")
+    try:
+        progress("starting the server")
+        server.wait_ready()
+        progress(f"server ready at {server.url}; sending {len(instances)} instances")
+        started = time.monotonic()
+        PacsClient(f"{server.url}/dicomweb", headers=headers).store(instances)
+        stow_s = time.monotonic() - started
+        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+            job = _wait_for_job(client, str(instances[0].StudyInstanceUID), progress, timeout_s)
+            job_s = time.monotonic() - started - stow_s
+            features: list[dict[str, Any]] = []
+            features_csv: Path | None = None
+            if job.get("radiomics"):
+                table = client.get(f"/jobs/{job['id']}/features")
+                table.raise_for_status()
+                features = list(table.json()["segments"])
+                as_csv = client.get(f"/jobs/{job['id']}/features", params={"format": "csv"})
+                as_csv.raise_for_status()
+                features_csv = out_dir / "features.csv"
+                features_csv.write_text(as_csv.text, encoding="utf-8")
+        pacs = PacsClient(f"{server.url}/dicomweb", headers=headers)
+        by_kind = {r["kind"]: r for r in job["results"]}
+        fetched = {}
+        for kind in ("SEG", "SR"):
+            ref = by_kind[kind]
+            (fetched[kind],) = [
+                ds
+                for ds in pacs.retrieve_series(
+                    str(instances[0].StudyInstanceUID), ref["series_instance_uid"]
+                )
+                if str(ds.SOPInstanceUID) == ref["sop_instance_uid"]
+            ]
+    finally:
+        server.stop()
 
     labelmap = read_seg(fetched["SEG"], reference=series.volume)
     measurements = read_sr_measurements(fetched["SR"])
@@ -218,4 +240,6 @@ def run_server_demo(
         job_s=job_s,
         features=features,
         features_csv=features_csv,
+        data_dir=data_dir,
+        study_instance_uid=str(instances[0].StudyInstanceUID),
     )

@@ -4,13 +4,16 @@ Derived objects copy the Patient and Study modules of their source. Real archive
 that break the standard (a 17-character Study ID, a missing Type 2 attribute); copied as they
 are, every result would fail validation. :func:`source_for_derivation` gives a copy in which
 over-long strings are cut to their VR's limit and missing Type 2 attributes are present and
-empty, so that the results are valid whatever the source.
+empty, so that the results are valid whatever the source. :func:`set_series_date_time`
+dates a derived series.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime
 import logging
+from collections.abc import Sequence
 
 from pydicom.dataset import Dataset
 
@@ -55,3 +58,22 @@ def source_for_derivation(header: Dataset) -> Dataset:
     if cut:
         logger.info("source values longer than their VR allows were cut: %s", ", ".join(cut))
     return result
+
+
+def set_series_date_time(instances: Sequence[Dataset]) -> None:
+    """Give a derived series its Series Date and Time (0008,0021 / 0008,0031).
+
+    The series was created when its first instance was: that instance's Content Date and
+    Time, else the time now. Every instance of the series gets the same values, so viewers
+    and PACS sort and list the result series by when they were made.
+    """
+    if not instances:
+        return
+    first = instances[0]
+    date, time = first.get("ContentDate"), first.get("ContentTime")
+    if not date or not time:
+        now = datetime.datetime.now()
+        date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
+    for ds in instances:
+        ds.SeriesDate = date
+        ds.SeriesTime = time

@@ -42,12 +42,14 @@ from radserve.server.jobs.routing import Router, candidate_recorder
 from radserve.server.jobs.worker import WorkerOptions, WorkerPool
 from radserve.server.metrics import ServerMetrics
 from radserve.server.registry import ModelRegistry
-from radserve.server.routes import health, qido, stow, wado
+from radserve.server.routes import health, login, qido, stow, viewer, wado
 from radserve.server.routes import jobs as jobs_api
 from radserve.server.routes import metrics as metrics_api
 from radserve.server.routes import models as models_api
+from radserve.server.session import SessionSigner
 from radserve.server.settings import ServerSettings
 from radserve.server.store import InstanceStore
+from radserve.server.viewer import ViewerSite
 
 logger = logging.getLogger(__name__)
 
@@ -251,17 +253,34 @@ def create_app(
         settings=settings,
         store=store,
         authenticator=Authenticator(settings.tokens, settings.dev_token),
+        sessions=_session_signer(settings),
         backpressure=backpressure or never_busy,
         readiness_checks=checks,
         jobs=jobs,
+        viewer=ViewerSite(settings.viewer_dir) if settings.viewer_dir is not None else None,
     )
-    for router in (health.router, stow.router, qido.router, wado.router):
+    for router in (
+        health.router,
+        stow.router,
+        qido.router,
+        wado.router,
+        login.router,
+        viewer.router,
+    ):
         app.include_router(router)
     if jobs is not None:
         for router in (jobs_api.router, models_api.router, metrics_api.router):
             app.include_router(router)
     install_error_handling(app)
     return app
+
+
+def _session_signer(settings: ServerSettings) -> SessionSigner:
+    secret = settings.session_secret
+    if secret is None:
+        logger.info("no session_secret: browser sessions end when this process stops")
+    key = secret.get_secret_value().encode() if secret is not None else None
+    return SessionSigner(key, ttl_s=settings.session_ttl_s)
 
 
 def _open_store(settings: ServerSettings, routing_queue: JobQueue | None) -> InstanceStore:

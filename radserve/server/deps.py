@@ -24,10 +24,13 @@ from radserve.server.jobs.queue import JobQueue
 from radserve.server.jobs.worker import WorkerPool
 from radserve.server.metrics import ServerMetrics
 from radserve.server.registry import ModelRegistry
+from radserve.server.session import SESSION_COOKIE, SessionSigner
 from radserve.server.settings import Role, ServerSettings
 from radserve.server.store import InstanceStore
+from radserve.server.viewer import ViewerSite
 
 DICOM_JSON = "application/dicom+json"
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 Backpressure = Callable[[], float | None]
 """Says whether new work is accepted: ``None``, or the seconds after which to retry."""
@@ -67,18 +70,22 @@ class ServerState:
     Attributes:
         settings: The server settings.
         store: The instance store.
-        authenticator: Checks bearer tokens.
+        authenticator: Checks bearer tokens and session cookies.
+        sessions: Signs and verifies browser session cookies.
         backpressure: Asked before STOW-RS or the jobs API accepts work.
         readiness_checks: Named checks run by ``/readyz`` besides the store's.
         jobs: The job components; ``None`` for a DICOMweb-only app.
+        viewer: The installed web viewer; ``None`` when none is configured.
     """
 
     settings: ServerSettings
     store: InstanceStore
     authenticator: Authenticator
+    sessions: SessionSigner
     backpressure: Backpressure = never_busy
     readiness_checks: Mapping[str, ReadinessCheck] = field(default_factory=dict)
     jobs: JobServices | None = None
+    viewer: ViewerSite | None = None
 
 
 def get_state(request: Request) -> ServerState:
@@ -117,7 +124,11 @@ def require_any_role(
 ) -> Callable[[Request, ServerState], Coroutine[Any, Any, Principal]]:
     """A FastAPI dependency: the request's principal, which must hold one of ``roles``.
 
-    The principal is also left in ``request.state.principal``.
+    A bearer token authenticates any request. A browser session cookie (from ``/login``)
+    authenticates only a request without an ``Authorization`` header and with a safe
+    method (GET, HEAD): with the cookie's ``SameSite=Strict`` this keeps another site from
+    storing or submitting in a logged-in user's name. The principal is also left in
+    ``request.state.principal``.
 
     Raises:
         AuthenticationError: No valid token (401).
@@ -127,7 +138,12 @@ def require_any_role(
     names = " or ".join(repr(role.value) for role in roles)
 
     async def dependency(request: Request, state: StateDep) -> Principal:
-        principal = state.authenticator.authenticate(request.headers.get("authorization"))
+        authorization = request.headers.get("authorization")
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if authorization is None and cookie is not None and request.method in SAFE_METHODS:
+            principal = state.authenticator.principal_of_session(cookie, state.sessions)
+        else:
+            principal = state.authenticator.authenticate(authorization)
         if not principal.roles & wanted:
             raise PermissionDeniedError(f"this token lacks the {names} role")
         request.state.principal = principal

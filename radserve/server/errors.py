@@ -43,3 +43,7 @@ class ServiceBusyError(RequestError):
     def __init__(self, message: str, *, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class ViewerNotInstalledError(RequestError):
+    """``/viewer`` was asked for, but no viewer is installed (``viewer_dir`` unset)."""

@@ -50,6 +50,7 @@ from radserve.server.errors import (
     PermissionDeniedError,
     ServiceBusyError,
     UnsupportedMediaTypeError,
+    ViewerNotInstalledError,
 )
 from radserve.server.jobs.queue import JobNotFoundError
 from radserve.server.store.instances import (
@@ -69,6 +70,7 @@ STATUS_BY_EXCEPTION: tuple[tuple[type[Exception], int], ...] = (
     (InstanceNotFoundError, 404),
     (ModelNotFoundError, 404),
     (JobNotFoundError, 404),
+    (ViewerNotInstalledError, 404),
     (NotAcceptableError, 406),
     (DuplicateInstanceError, 409),
     (InstanceRejectedError, 409),

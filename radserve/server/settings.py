@@ -46,6 +46,7 @@ from radserve.inference import InferenceError
 CONFIG_ENV = "RADSERVE_CONFIG"
 LOCAL_SOURCE = "local"  # the job source that is the server's own store
 MIN_DEV_TOKEN_CHARS = 24
+MIN_SESSION_SECRET_CHARS = 32
 WEAK_SECRETS = frozenset(
     {
         "",
@@ -152,6 +153,14 @@ class ServerSettings(BaseSettings):
         overlay_transfer_syntax: Encoding of the overlay Secondary Capture instances, all
             lossless: ``jpeg-ls`` (smallest; OHIF, Orthanc and current PACS viewers decode
             it), ``rle`` (decoded by every DICOM toolkit) or ``uncompressed``.
+        viewer_dir: The installed OHIF viewer (``radserve viewer install``), served at
+            ``/viewer``; unset: no viewer.
+        session_secret: Key that signs browser session cookies (at least 32 characters;
+            the same on every replica). Unset: a random key per process, so sessions end
+            with a restart.
+        session_ttl_s: How long a browser session lasts after login.
+        session_cookie_secure: Mark the session cookie ``Secure`` (HTTPS only). Unset: when
+            the request came over HTTPS.
     """
 
     model_config = SettingsConfigDict(env_prefix="RADSERVE_", extra="forbid", frozen=True)
@@ -186,6 +195,10 @@ class ServerSettings(BaseSettings):
     radiomics_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=0, le=64)
     radiomics_timeout_s: float = Field(default=600.0, gt=0)
     overlay_transfer_syntax: Literal["jpeg-ls", "rle", "uncompressed"] = "jpeg-ls"
+    viewer_dir: Path | None = None
+    session_secret: SecretStr | None = None
+    session_ttl_s: float = Field(default=8 * 3600.0, gt=0, le=7 * 24 * 3600.0)
+    session_cookie_secure: bool | None = None
 
     @property
     def overlay_transfer_syntax_uid(self) -> str:
@@ -235,6 +248,13 @@ def _secret_problems(settings: ServerSettings) -> list[str]:
                 f"dev token is a default or weak secret (use at least {MIN_DEV_TOKEN_CHARS} "
                 "random characters)"
             )
+    if settings.session_secret is not None:
+        session_secret = settings.session_secret.get_secret_value()
+        if session_secret.lower() in WEAK_SECRETS or len(session_secret) < MIN_SESSION_SECRET_CHARS:
+            problems.append(
+                f"session secret is a default or weak secret (use at least "
+                f"{MIN_SESSION_SECRET_CHARS} random characters)"
+            )
     for remote in (*settings.destinations, *settings.pull_sources):
         if remote.auth_header is not None:
             secret = remote.auth_header.get_secret_value().split(" ")[-1]
@@ -271,6 +291,10 @@ def _folder_problems(settings: ServerSettings) -> list[str]:
         problems.append(f"data_dir {data_dir} is not a writable folder ({exc.strerror or exc})")
     if not settings.models_dir.is_dir():
         problems.append(f"models_dir {settings.models_dir} is not an existing folder")
+    if settings.viewer_dir is not None and not (settings.viewer_dir / "index.html").is_file():
+        problems.append(
+            f"viewer_dir {settings.viewer_dir} holds no viewer (run `radserve viewer install`)"
+        )
     return problems
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radserve.cli.server_demo import run_server_demo
+from radserve.cli.server_demo import ServerDemoOptions, run_server_demo
 from radserve.dicom_io import read_series
 from tests.onnx_models import manifest_dict, threshold_model, write_package
 
@@ -33,7 +33,10 @@ def test_server_demo_round_trip(tmp_path: Path, demo_study: Path) -> None:
     write_package(tmp_path, model, manifest)
     messages: list[str] = []
     result = run_server_demo(
-        demo_study, tmp_path / "out", models_dir=tmp_path / "models", progress=messages.append
+        demo_study,
+        tmp_path / "out",
+        ServerDemoOptions(models_dir=tmp_path / "models"),
+        progress=messages.append,
     )
     assert result.job["state"] == "done"
     assert {r["kind"] for r in result.job["results"]} >= {"SEG", "SR"}
@@ -45,6 +48,8 @@ def test_server_demo_round_trip(tmp_path: Path, demo_study: Path) -> None:
     assert result.dice_vs_reference is not None
     assert result.dice_vs_reference < 0.1
     assert result.png.exists()
+    # The store is kept for serving the results again (radserve demo --serve).
+    assert (result.data_dir / "instances").is_dir() or any(result.data_dir.iterdir())
     assert any("server ready" in m for m in messages)
     # The package names the small parameter set: its features come back in the job's table.
     [segment] = result.features

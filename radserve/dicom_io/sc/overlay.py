@@ -29,7 +29,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
 
 from radserve.dicom_io.algorithm import MANUFACTURER, AlgorithmIdentity, contributing_equipment
-from radserve.dicom_io.derived import source_for_derivation
+from radserve.dicom_io.derived import set_series_date_time, source_for_derivation
 from radserve.dicom_io.errors import DicomIOError
 from radserve.dicom_io.masks.labelmap import LabelMap
 from radserve.dicom_io.reading.series import ImageSeries
@@ -224,6 +224,7 @@ def write_overlay_sc(
         sc = _instance(series, renderer.render(k), k)
         sc.SourceImageSequence = Sequence([_source_reference(header, frame_number)])
         instances.append(sc)
+    set_series_date_time(instances)
     logger.info("overlay series: %d Secondary Capture instances", len(instances))
     return instances
 

@@ -37,7 +37,7 @@ from pydicom.sr.codedict import codes
 from pydicom.valuerep import DS, format_number_as_ds
 
 from radserve.dicom_io.algorithm import MANUFACTURER, AlgorithmIdentity, contributing_equipment
-from radserve.dicom_io.derived import source_for_derivation
+from radserve.dicom_io.derived import set_series_date_time, source_for_derivation
 from radserve.dicom_io.errors import MaskError
 from radserve.dicom_io.masks.labelmap import Code, LabelMap, SegmentInfo
 from radserve.dicom_io.reading.series import ImageSeries
@@ -172,6 +172,7 @@ def write_seg(
     # Resolve "OB or OW"-style VRs now: the raw per-frame sequence set last is written as is.
     correct_ambiguous_vr(ds, is_little_endian=True)
     set_frames(ds, frames, channels, included, binary and len(numbers) > 1)
+    set_series_date_time([ds])
     return ds
 
 

@@ -166,6 +166,13 @@ def test_header_describes_an_ai_secondary_capture(
     )
 
 
+def test_the_series_is_dated_once_for_all_its_instances(instances: list[Dataset]) -> None:
+    dates = {(str(ds.SeriesDate), str(ds.SeriesTime)) for ds in instances}
+    assert len(dates) == 1
+    ((date, time),) = dates
+    assert len(date) == 8 and date.isdigit() and len(time) >= 6
+
+
 def test_uids_are_deterministic(
     instances: list[Dataset], source: ImageSeries, labelmap: LabelMap
 ) -> None:

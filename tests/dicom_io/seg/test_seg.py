@@ -450,6 +450,9 @@ def test_metadata_identifies_the_algorithm(totalseg_segs: dict[str, Path]) -> No
     assert "test-model 1.2.3" in str(seg.SoftwareVersions)
     assert seg.SeriesDescription == "AI SEG (test-model 1.2.3) - requires review"
     assert seg.SeriesNumber == 901
+    # A result series is dated when it was made (its content), not left undated.
+    assert (seg.SeriesDate, seg.SeriesTime) == (seg.ContentDate, seg.ContentTime)
+    assert len(seg.SeriesDate) == 8 and seg.SeriesTime
     item = seg.SegmentSequence[0]
     assert item.SegmentAlgorithmType == "AUTOMATIC"
     assert item.SegmentAlgorithmName == "test-model 1.2.3"

@@ -43,7 +43,7 @@ def multipart(
 
 def make_settings(tmp_path: Path, **overrides: object) -> ServerSettings:
     models = tmp_path / "models"
-    models.mkdir(exist_ok=True)
+    models.mkdir(parents=True, exist_ok=True)
     tokens = [
         {"name": name, "sha256": hash_token(token_of(name)), "roles": roles}
         for name, roles in ROLES.items()
