@@ -47,9 +47,7 @@ import os
 import platform
 import secrets
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -67,6 +65,7 @@ import onnxruntime as ort
 import pydicom
 import torch
 from _reference_pipeline import ReferencePipeline, ReferenceRun
+from _servers import child_process, free_port, orthanc_server, wait_http
 from ingest import build_uncompressed_ct
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
@@ -174,71 +173,6 @@ def _radiomics_pool(workers: int) -> Iterator[RadiomicsPool]:
         pool.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"{url} did not come up: {log.read_text()[-2000:]}")
-        time.sleep(0.2)
-
-
-@contextlib.contextmanager
-def _child(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("w") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-@contextlib.contextmanager
-def orthanc_server(root: Path) -> Iterator[tuple[str, int]]:
-    """A private Orthanc with the DICOMweb plugin on a free loopback port; URL and pid."""
-    exe = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
-    plugins = [
-        p
-        for folder in ("/usr/share/orthanc/plugins", "/usr/lib/orthanc")
-        for p in sorted(Path(folder).glob("libOrthancDicomWeb.so*"))
-    ]
-    if not Path(exe).exists() or not plugins:
-        raise SystemExit("Orthanc with the DICOMweb plugin is needed (orthanc, orthanc-dicomweb)")
-    port = _free_port()
-    config = {
-        "Name": "radserve-bench",
-        "StorageDirectory": str(root / "storage"),
-        "IndexDirectory": str(root / "index"),
-        "HttpPort": port,
-        "DicomPort": _free_port(),
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "HttpBindAddress": "127.0.0.1",
-        "DicomServerEnabled": False,
-        "Plugins": [str(plugins[0])],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "StudiesMetadata": "Full"},
-    }
-    (root / "orthanc.json").write_text(json.dumps(config))
-    url = f"http://127.0.0.1:{port}"
-    log = root / "orthanc.log"
-    with _child([exe, str(root / "orthanc.json")], dict(os.environ), log) as proc:
-        _wait_http(f"{url}/system", proc, log, 30)
-        yield url, proc.pid
-
-
 @contextlib.contextmanager
 def radserve_server(
     root: Path, package: ModelPackage, *, threads: int, destination: str
@@ -248,7 +182,7 @@ def radserve_server(
     models.mkdir(parents=True)
     (models / package.manifest.version).symlink_to(package.directory.resolve())
     token = secrets.token_urlsafe(32)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "RADSERVE_DEV_TOKEN": token,
@@ -263,8 +197,8 @@ def radserve_server(
     command += ["--data-dir", str(root / "data"), "--models-dir", str(root / "models")]
     url = f"http://127.0.0.1:{port}"
     log = root / "radserve.log"
-    with _child(command, env, log) as proc:
-        _wait_http(f"{url}/readyz", proc, log, 120)
+    with child_process(command, env, log) as proc:
+        wait_http(f"{url}/readyz", proc, log, 120)
         yield url, token, proc.pid
 
 

@@ -48,3 +48,14 @@ def test_dockerfiles_copy_files_that_exist(dockerfile: str) -> None:
         assert (REPO / source).exists(), f"{dockerfile} copies {source}, which is missing"
     assert "USER radserve" in text
     assert "HEALTHCHECK" in text
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.cpu", "Dockerfile.gpu"])
+def test_images_install_the_pinned_viewer(dockerfile: str) -> None:
+    from radserve.server import OHIF_VERSION
+
+    text = (DOCKER / dockerfile).read_text()
+    assert f"npm pack @ohif/app@{OHIF_VERSION} " in text
+    assert f"ohif-app-{OHIF_VERSION}.tgz" in text
+    assert "radserve viewer install /opt/radserve-viewer --tarball" in text  # integrity checked
+    assert "RADSERVE_VIEWER_DIR=/opt/radserve-viewer" in text

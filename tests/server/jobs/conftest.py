@@ -7,30 +7,24 @@ mask is known exactly) and, once it exists in the repository, the real
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from radserve.dicom_io import read_image_series
 from radserve.server import (
-    ServerLifecycle,
     ServerSettings,
-    create_app,
     hash_token,
     load_settings,
-    open_server,
-    uvicorn_config,
 )
 from tests.conftest import REPO_ROOT, run_orthanc
+from tests.live_server import RunningServer, running_server
 from tests.radiomics_sets import THRESHOLD_HU, bone_package
 
 TINY_MODEL = "bone-threshold"
@@ -55,12 +49,6 @@ def multipart(parts: list[bytes]) -> bytes:
         for part in parts
     )
     return body + f"--{BOUNDARY}--\r\n".encode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -137,43 +125,15 @@ def server_settings(tmp_path: Path, models_dir: Path, **overrides: Any) -> Serve
     return load_settings(**values)
 
 
-@dataclass(frozen=True)
-class RunningServer:
-    url: str
-    lifecycle: ServerLifecycle
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60)
-
-
 @pytest.fixture
 def start_server() -> Iterator[Callable[[ServerSettings], RunningServer]]:
     """Start the whole server (lifespan on: workers, exporter, router) on a loopback port."""
-    stops: list[Callable[[], None]] = []
+    with ExitStack() as stack:
 
-    def start(settings: ServerSettings) -> RunningServer:
-        lifecycle = open_server(settings)
-        app = create_app(settings, server=lifecycle)
-        port = free_port()
-        server = uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=port))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.05)
+        def start(settings: ServerSettings) -> RunningServer:
+            return stack.enter_context(running_server(settings))
 
-        def stop() -> None:
-            server.should_exit = True
-            thread.join(timeout=60)
-            lifecycle.stop()
-
-        stops.append(stop)
-        return RunningServer(f"http://127.0.0.1:{port}", lifecycle)
-
-    yield start
-    for stop in reversed(stops):
-        stop()
+        yield start
 
 
 def wait_for_job(

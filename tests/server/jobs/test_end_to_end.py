@@ -16,15 +16,14 @@ from dicomweb_client import DICOMwebClient
 
 from radserve.dicom_io import read_image_series, read_seg
 from radserve.server import ServerSettings
+from tests.live_server import RunningServer, free_port
 
 from .conftest import (
     DICOM_MULTIPART,
     STUDY_UID,
     ModelPackageCase,
-    RunningServer,
     auth,
     finished,
-    free_port,
     models_dir_with,
     multipart,
     orthanc_instances,

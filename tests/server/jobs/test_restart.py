@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.live_server import free_port
 
 from .conftest import (
     DICOM_MULTIPART,
@@ -27,7 +28,6 @@ from .conftest import (
     ModelPackageCase,
     auth,
     finished,
-    free_port,
     models_dir_with,
     multipart,
     orthanc_instances,

@@ -29,6 +29,7 @@ from radserve.server import (
     WorkerOptions,
     WorkerPool,
 )
+from tests.live_server import free_port
 from tests.onnx_models import (
     SMALL_SET_FILE,
     manifest_dict,
@@ -37,7 +38,7 @@ from tests.onnx_models import (
 )
 from tests.radiomics_sets import bone_package
 
-from .conftest import STUDY_UID, TINY_MODEL, ModelPackageCase, free_port, models_dir_with
+from .conftest import STUDY_UID, TINY_MODEL, ModelPackageCase, models_dir_with
 
 MakePool = Callable[..., tuple[WorkerPool, JobQueue, InstanceStore]]
 

@@ -1,0 +1,64 @@
+"""The whole radserve server (lifespan on: workers, exporter, router) on a loopback port.
+
+Used by the tests that need a real HTTP server rather than the ASGI app: other clients
+(dicomweb-client, a browser) and the job path end to end.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+import uvicorn
+
+from radserve.server import (
+    ServerLifecycle,
+    ServerSettings,
+    create_app,
+    open_server,
+    uvicorn_config,
+)
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A started server: its base URL and its parts."""
+
+    url: str
+    lifecycle: ServerLifecycle
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60)
+
+
+@contextmanager
+def running_server(settings: ServerSettings) -> Iterator[RunningServer]:
+    """Start the server in a thread; stop it (and its workers) on exit."""
+    lifecycle = open_server(settings)
+    app = create_app(settings, server=lifecycle)
+    port = free_port()
+    server = uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=port))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    try:
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        yield RunningServer(f"http://127.0.0.1:{port}", lifecycle)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+        lifecycle.stop()
