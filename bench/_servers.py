@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,3 +82,31 @@ def orthanc_server(root: Path) -> Iterator[tuple[str, int]]:
     with child_process([exe, str(root / "orthanc.json")], dict(os.environ), log) as proc:
         wait_http(f"{url}/system", proc, log, 30)
         yield url, proc.pid
+
+
+@contextlib.contextmanager
+def radserve_process(
+    root: Path, *, models_dir: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, str, int]]:
+    """``radserve serve`` in a child process (routing off unless ``env`` says otherwise).
+
+    Yields the base URL, a one-off development token and the pid.
+    """
+    if models_dir is None:
+        models_dir = root / "models"
+        models_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    port = free_port()
+    variables = {
+        **os.environ,
+        "RADSERVE_DEV_TOKEN": token,
+        "RADSERVE_ROUTING_ENABLED": "false",
+        **(env or {}),
+    }
+    command = [sys.executable, "-m", "radserve", "serve", "--port", str(port)]
+    command += ["--data-dir", str(root / "data"), "--models-dir", str(models_dir)]
+    url = f"http://127.0.0.1:{port}"
+    log = root / "radserve.log"
+    with child_process(command, variables, log) as proc:
+        wait_http(f"{url}/readyz", proc, log, 120)
+        yield url, token, proc.pid

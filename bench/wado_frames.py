@@ -26,9 +26,7 @@ import argparse
 import contextlib
 import os
 import platform
-import secrets
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -38,7 +36,7 @@ from pathlib import Path
 
 import httpx
 import pydicom
-from _servers import child_process, free_port, orthanc_server, wait_http
+from _servers import orthanc_server, radserve_process
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -91,15 +89,7 @@ def _cases() -> tuple[list[Dataset], list[Dataset]]:
 @contextlib.contextmanager
 def radserve(root: Path) -> Iterator[Server]:
     """``radserve serve`` in a child process: no model, routing off."""
-    (root / "models").mkdir(parents=True)
-    token = secrets.token_urlsafe(32)
-    port = free_port()
-    env = {**os.environ, "RADSERVE_DEV_TOKEN": token, "RADSERVE_ROUTING_ENABLED": "false"}
-    command = [sys.executable, "-m", "radserve", "serve", "--port", str(port)]
-    command += ["--data-dir", str(root / "data"), "--models-dir", str(root / "models")]
-    url = f"http://127.0.0.1:{port}"
-    with child_process(command, env, root / "radserve.log") as proc:
-        wait_http(f"{url}/readyz", proc, root / "radserve.log", 120)
+    with radserve_process(root) as (url, token, _):
         yield Server("radserve", f"{url}/dicomweb", {"Authorization": f"Bearer {token}"})
 
 

@@ -72,6 +72,11 @@ from radserve.server.routes.multipart import (
     parse_media_type,
     part_header,
 )
+from radserve.server.routes.retrieve import (
+    IMAGE_TYPE_BY_TRANSFER_SYNTAX,
+    Offer,
+    negotiate,
+)
 from radserve.server.routes.stow import (
     CANNOT_UNDERSTAND,
     DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
@@ -106,6 +111,7 @@ from radserve.server.viewer import (
     OHIF_VERSION,
     VIEWER_PATH,
     ViewerInstallError,
+    ViewerOptions,
     ViewerSite,
     app_config_js,
     install_viewer,
@@ -117,6 +123,7 @@ __all__ = [
     "CANNOT_UNDERSTAND",
     "DATA_SET_DOES_NOT_MATCH_SOP_CLASS",
     "DUPLICATE_SOP_INSTANCE",
+    "IMAGE_TYPE_BY_TRANSFER_SYNTAX",
     "OHIF_VERSION",
     "OUT_OF_RESOURCES",
     "SESSION_COOKIE",
@@ -144,6 +151,7 @@ __all__ = [
     "ModelRegistry",
     "ModelRegistryError",
     "MultipartParser",
+    "Offer",
     "PacsClient",
     "PacsError",
     "PartData",
@@ -170,6 +178,7 @@ __all__ = [
     "StoreError",
     "StoreFullError",
     "ViewerInstallError",
+    "ViewerOptions",
     "ViewerSite",
     "WorkerOptions",
     "WorkerPool",
@@ -187,6 +196,7 @@ __all__ = [
     "installed_version",
     "load_settings",
     "mismatch",
+    "negotiate",
     "open_server",
     "parse_media_type",
     "part_header",

@@ -47,3 +47,7 @@ class ServiceBusyError(RequestError):
 
 class ViewerNotInstalledError(RequestError):
     """``/viewer`` was asked for, but no viewer is installed (``viewer_dir`` unset)."""
+
+
+class ResourceNotFoundError(RequestError):
+    """A part of an instance that it does not have (frames of a non-image, a bulk data tag)."""

@@ -1,127 +1,62 @@
-"""WADO-RS (PS3.18 10.4): retrieve studies, series, instances and their metadata.
+"""WADO-RS (PS3.18 10.4): studies, series, instances, metadata, frames, bulk data, rendered
+resources and thumbnails.
 
-Instances are sent as stored (no transcoding) in ``multipart/related;
-type="application/dicom"``, each part naming its own transfer syntax; a ``transfer-syntax``
-parameter in the Accept header is not enforced. Files are streamed from disk in chunks.
-Metadata is a DICOM JSON array, one object per instance, read from the headers: Pixel Data
-is left out (no BulkDataURI: radserve serves no bulk data resources), as are other binary
-values over :data:`MAX_INLINE_BINARY_BYTES`. Unknown UIDs answer 404; an Accept header that
-allows neither ``multipart/related`` nor DICOM JSON answers 406.
+The handlers are thin: the bodies are built in :mod:`radserve.server.routes.retrieve`, where
+each resource's representations are negotiated against the Accept header (PS3.18 8.7).
+
+* Studies, series and instances are sent as stored (no transcoding), ``multipart/related;
+  type="application/dicom"``.
+* Metadata is DICOM JSON; Pixel Data and large binary values are ``BulkDataURI`` references
+  to ``.../bulkdata/{tag path}``.
+* Frames are ``multipart/related``, one part per frame: native pixels as
+  ``application/octet-stream``; compressed ones as stored where the Accept header allows,
+  else decoded.
+* Rendered resources and thumbnails are JPEG (default) or PNG.
+
+Unknown UIDs answer 404, as do frames or bulk data an instance does not have; a bad frame
+list or query parameter 400; an Accept header nothing can be sent for 406.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Sequence
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from radserve.dicom_io import read_instance
-from radserve.server.deps import DICOM_JSON, StoreDep, require_role
-from radserve.server.errors import NotAcceptableError
-from radserve.server.routes.multipart import (
-    closing_delimiter,
-    new_boundary,
-    parse_media_type,
-    part_header,
+from radserve.server.deps import StoreDep, dicomweb_url, require_role
+from radserve.server.routes.retrieve import (
+    bulkdata_response,
+    choose_media_type,
+    frames_response,
+    metadata_response,
+    parse_render_query,
+    render_instance,
+    rendered_frames,
+    rendered_series,
+    retrieve_files,
+    thumbnail_instance,
 )
 from radserve.server.settings import Role
-from radserve.server.store.instances import StoredInstance
 
 router = APIRouter(
     prefix="/dicomweb", tags=["WADO-RS"], dependencies=[Depends(require_role(Role.READ))]
 )
 
-CHUNK_BYTES = 1024 * 1024
-MAX_INLINE_BINARY_BYTES = 64 * 1024
-_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
+WindowQuery = Annotated[str | None, Query(description="center,width[,function]")]
+ViewportQuery = Annotated[str | None, Query(description="width,height in pixels")]
+QualityQuery = Annotated[str | None, Query(description="JPEG quality, 1 to 100")]
 
 
-def _accepts(accept: str | None, *, multipart: bool) -> bool:
-    if not accept:
-        return True
-    for media_range in accept.split(","):
-        if not media_range.strip():
-            continue
-        media_type = parse_media_type(media_range)
-        if media_type.type == "*/*":
-            return True
-        if multipart:
-            part_type = media_type.parameters.get("type", "application/dicom").lower()
-            if media_type.type in ("multipart/related", "multipart/*") and part_type in (
-                "application/dicom",
-                "application/*",
-                "*/*",
-            ):
-                return True
-        elif media_type.type in (DICOM_JSON, "application/json", "application/*"):
-            return True
-    return False
-
-
-def _retrieve(request: Request, instances: Sequence[StoredInstance]) -> StreamingResponse:
-    if not _accepts(request.headers.get("accept"), multipart=True):
-        raise NotAcceptableError('WADO-RS sends multipart/related; type="application/dicom"')
-    boundary = new_boundary()
-    headers = [
-        part_header(boundary, _part_type(i), i.size_bytes) for i in instances
-    ]  # computed first: the Content-Length is known before anything is sent
-    length = sum(len(h) + i.size_bytes + 2 for h, i in zip(headers, instances, strict=True))
-    length += len(closing_delimiter(boundary))
-
-    def body() -> Iterator[bytes]:
-        for header, instance in zip(headers, instances, strict=True):
-            yield header
-            with instance.path.open("rb") as fp:
-                while chunk := fp.read(CHUNK_BYTES):
-                    yield chunk
-            yield b"\r\n"
-        yield closing_delimiter(boundary)
-
-    return StreamingResponse(
-        body(),
-        media_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
-        headers={"Content-Length": str(length)},
-    )
-
-
-def _part_type(instance: StoredInstance) -> str:
-    if instance.transfer_syntax_uid:
-        return f"application/dicom; transfer-syntax={instance.transfer_syntax_uid}"
-    return "application/dicom"
-
-
-def _metadata(
-    request: Request, instances: Sequence[StoredInstance], *, limit: int
-) -> StreamingResponse:
-    if not _accepts(request.headers.get("accept"), multipart=False):
-        raise NotAcceptableError("WADO-RS metadata is sent as application/dicom+json")
-
-    def body() -> Iterator[bytes]:
-        yield b"["
-        for k, instance in enumerate(instances):
-            ds = read_instance(instance.path, stop_before_pixels=True, max_bytes=limit)
-            for tag in list(ds.keys()):
-                element = ds.get_item(tag, keep_deferred=True)
-                if (
-                    element is not None
-                    and element.VR in _BINARY_VRS
-                    and element.value is not None
-                    and len(element.value) > MAX_INLINE_BINARY_BYTES
-                ):
-                    del ds[tag]
-            text = json.dumps(ds.to_json_dict(suppress_invalid_tags=True), ensure_ascii=False)
-            yield (("," if k else "") + text).encode("utf-8")
-        yield b"]"
-
-    return StreamingResponse(body(), media_type=DICOM_JSON)
+def _accept(request: Request) -> str | None:
+    return request.headers.get("accept")
 
 
 @router.get("/studies/{study}", summary="Retrieve a study")
 def retrieve_study(request: Request, store: StoreDep, study: str) -> StreamingResponse:
     """All instances of a study."""
-    return _retrieve(request, store.get_instances(study))
+    return retrieve_files(_accept(request), store.get_instances(study))
 
 
 @router.get("/studies/{study}/series/{series}", summary="Retrieve a series")
@@ -129,21 +64,24 @@ def retrieve_series(
     request: Request, store: StoreDep, study: str, series: str
 ) -> StreamingResponse:
     """All instances of a series."""
-    return _retrieve(request, store.get_instances(study, series))
+    return retrieve_files(_accept(request), store.get_instances(study, series))
 
 
-@router.get("/studies/{study}/series/{series}/instances/{instance}", summary="Retrieve an instance")
+@router.get(INSTANCE, summary="Retrieve an instance")
 def retrieve_instance(
     request: Request, store: StoreDep, study: str, series: str, instance: str
 ) -> StreamingResponse:
     """One instance."""
-    return _retrieve(request, store.get_instances(study, series, instance))
+    return retrieve_files(_accept(request), store.get_instances(study, series, instance))
 
 
 @router.get("/studies/{study}/metadata", summary="Retrieve a study's metadata")
 def retrieve_study_metadata(request: Request, store: StoreDep, study: str) -> StreamingResponse:
     """The metadata of every instance of a study."""
-    return _metadata(request, store.get_instances(study), limit=store.max_instance_bytes)
+    instances = store.get_instances(study)
+    return metadata_response(
+        _accept(request), instances, dicomweb_url(request), max_bytes=store.max_instance_bytes
+    )
 
 
 @router.get("/studies/{study}/series/{series}/metadata", summary="Retrieve a series' metadata")
@@ -151,17 +89,143 @@ def retrieve_series_metadata(
     request: Request, store: StoreDep, study: str, series: str
 ) -> StreamingResponse:
     """The metadata of every instance of a series."""
-    return _metadata(request, store.get_instances(study, series), limit=store.max_instance_bytes)
+    instances = store.get_instances(study, series)
+    return metadata_response(
+        _accept(request), instances, dicomweb_url(request), max_bytes=store.max_instance_bytes
+    )
 
 
-@router.get(
-    "/studies/{study}/series/{series}/instances/{instance}/metadata",
-    summary="Retrieve an instance's metadata",
-)
+@router.get(INSTANCE + "/metadata", summary="Retrieve an instance's metadata")
 def retrieve_instance_metadata(
     request: Request, store: StoreDep, study: str, series: str, instance: str
 ) -> StreamingResponse:
     """The metadata of one instance."""
-    return _metadata(
-        request, store.get_instances(study, series, instance), limit=store.max_instance_bytes
+    instances = store.get_instances(study, series, instance)
+    return metadata_response(
+        _accept(request), instances, dicomweb_url(request), max_bytes=store.max_instance_bytes
     )
+
+
+@router.get(INSTANCE + "/frames/{frames}", summary="Retrieve frames of an instance")
+def retrieve_frames(
+    request: Request, store: StoreDep, study: str, series: str, instance: str, frames: str
+) -> Response:
+    """Frames ``frames`` (``1`` or ``1,3,5``, from 1), one part each, in the order asked."""
+    [stored] = store.get_instances(study, series, instance)
+    return frames_response(_accept(request), stored, frames)
+
+
+@router.get(INSTANCE + "/bulkdata/{tag_path:path}", summary="Retrieve bulk data")
+def retrieve_bulkdata(
+    request: Request, store: StoreDep, study: str, series: str, instance: str, tag_path: str
+) -> Response:
+    """The value a ``BulkDataURI`` of the instance's metadata points at."""
+    [stored] = store.get_instances(study, series, instance)
+    return bulkdata_response(_accept(request), stored, tag_path, max_bytes=store.max_instance_bytes)
+
+
+@router.get("/studies/{study}/series/{series}/rendered", summary="Retrieve a rendered series")
+def retrieve_rendered_series(
+    request: Request,
+    store: StoreDep,
+    study: str,
+    series: str,
+    window: WindowQuery = None,
+    viewport: ViewportQuery = None,
+    quality: QualityQuery = None,
+) -> Response:
+    """Every image instance of a series rendered, one part each."""
+    media_type = choose_media_type(_accept(request))
+    options = parse_render_query(media_type, window=window, viewport=viewport, quality=quality)
+    return rendered_series(store.get_instances(study, series), options)
+
+
+@router.get(INSTANCE + "/rendered", summary="Retrieve a rendered instance")
+def retrieve_rendered_instance(
+    request: Request,
+    store: StoreDep,
+    study: str,
+    series: str,
+    instance: str,
+    window: WindowQuery = None,
+    viewport: ViewportQuery = None,
+    quality: QualityQuery = None,
+) -> Response:
+    """The instance (its first frame) as JPEG or PNG."""
+    media_type = choose_media_type(_accept(request))
+    options = parse_render_query(media_type, window=window, viewport=viewport, quality=quality)
+    [stored] = store.get_instances(study, series, instance)
+    return Response(render_instance(stored, 0, options), media_type=media_type)
+
+
+@router.get(INSTANCE + "/frames/{frames}/rendered", summary="Retrieve rendered frames")
+def retrieve_rendered_frames(
+    request: Request,
+    store: StoreDep,
+    study: str,
+    series: str,
+    instance: str,
+    frames: str,
+    window: WindowQuery = None,
+    viewport: ViewportQuery = None,
+    quality: QualityQuery = None,
+) -> Response:
+    """Frames as JPEG or PNG (several frames: one part each)."""
+    media_type = choose_media_type(_accept(request))
+    options = parse_render_query(media_type, window=window, viewport=viewport, quality=quality)
+    [stored] = store.get_instances(study, series, instance)
+    return rendered_frames(stored, frames, options)
+
+
+@router.get("/studies/{study}/thumbnail", summary="Retrieve a study thumbnail")
+def retrieve_study_thumbnail(
+    request: Request,
+    store: StoreDep,
+    study: str,
+    viewport: ViewportQuery = None,
+    quality: QualityQuery = None,
+) -> Response:
+    """A thumbnail of the study's first series with images (its middle image)."""
+    media_type = choose_media_type(_accept(request))
+    options = parse_render_query(
+        media_type, window=None, viewport=viewport, quality=quality, thumbnail=True
+    )
+    shown = thumbnail_instance(store.get_instances(study))
+    return Response(render_instance(shown, 0, options), media_type=media_type)
+
+
+@router.get("/studies/{study}/series/{series}/thumbnail", summary="Retrieve a series thumbnail")
+def retrieve_series_thumbnail(
+    request: Request,
+    store: StoreDep,
+    study: str,
+    series: str,
+    viewport: ViewportQuery = None,
+    quality: QualityQuery = None,
+) -> Response:
+    """A thumbnail of the series' middle image by Instance Number."""
+    media_type = choose_media_type(_accept(request))
+    options = parse_render_query(
+        media_type, window=None, viewport=viewport, quality=quality, thumbnail=True
+    )
+    shown = thumbnail_instance(store.get_instances(study, series))
+    return Response(render_instance(shown, 0, options), media_type=media_type)
+
+
+@router.get(INSTANCE + "/thumbnail", summary="Retrieve an instance thumbnail")
+def retrieve_instance_thumbnail(
+    request: Request,
+    store: StoreDep,
+    study: str,
+    series: str,
+    instance: str,
+    viewport: ViewportQuery = None,
+    quality: QualityQuery = None,
+) -> Response:
+    """A thumbnail of the instance's first frame."""
+    media_type = choose_media_type(_accept(request))
+    options = parse_render_query(
+        media_type, window=None, viewport=viewport, quality=quality, thumbnail=True
+    )
+    [stored] = store.get_instances(study, series, instance)
+    return Response(render_instance(stored, 0, options), media_type=media_type)

@@ -6,10 +6,10 @@ Subresource Integrity hash, the one the npm registry publishes for that version,
 extracts its prebuilt ``dist/`` folder. Nothing is fetched when the server runs.
 
 The prebuilt viewer expects to live at the site root: its webpack public path (where it
-loads its code chunks, workers and codecs from), its ``PUBLIC_URL`` and the links of
-``index.html`` are ``/``. :func:`relocate_viewer` moves them under the path radserve serves the
-viewer at (:data:`VIEWER_PATH`), the exact, known strings of this release, and fails if they
-are not found (a release built otherwise).
+loads its code chunks, workers and codecs from), its ``PUBLIC_URL``, the links of
+``index.html`` and the stylesheets' font URLs are ``/``. :func:`relocate_viewer` moves them
+under the path radserve serves the viewer at (:data:`VIEWER_PATH`), the exact, known strings
+of this release, and fails if they are not found (a release built otherwise).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ VIEWER_PATH = "/viewer"
 VERSION_FILE = "RADSERVE_VIEWER_VERSION"
 _WEBPACK_PUBLIC_PATH = '__webpack_require__.p = "/"'
 _PUBLIC_URL = 'window.PUBLIC_URL="/"'
+_CSS_ROOT_URL = re.compile(r"url\(/(?!/)")
 _ROOT_LINK = re.compile(r'\b(href|src|content)="/(?!/)')
 _DIST_PREFIX = "package/dist/"
 NPM_TIMEOUT_S = 600.0
@@ -164,6 +165,9 @@ def relocate_viewer(dist: Path, prefix: str) -> None:
                 encoding="utf-8",
             )
             patched += 1
+    for stylesheet in sorted(dist.glob("*.css")):
+        text = stylesheet.read_text(encoding="utf-8")
+        stylesheet.write_text(_CSS_ROOT_URL.sub(f"url({prefix}/", text), encoding="utf-8")
     index = dist / "index.html"
     text = index.read_text(encoding="utf-8")
     if not patched or _PUBLIC_URL not in text:

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from radserve.server import ServerSettings, create_app, hash_token, load_settings
+from radserve.server import (
+    MultipartParser,
+    PartData,
+    PartStart,
+    ServerSettings,
+    create_app,
+    hash_token,
+    load_settings,
+)
 
 ROLES = {
     "submitter": ["submit"],
@@ -85,3 +95,53 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
+
+
+DEMO_STUDY_UID = "1.3.6.1.4.1.14519.5.2.1.5168.1900.190311276211389538203367070477"
+
+
+def dicom_bytes(ds: Any) -> bytes:
+    """A pydicom data set as the bytes of a DICOM file."""
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+async def stow(client: httpx.AsyncClient, files: list[bytes]) -> None:
+    """Store DICOM files through STOW-RS (the test fails unless all are stored)."""
+    response = await client.post(
+        "/dicomweb/studies",
+        content=multipart(files),
+        headers={**auth("submitter"), "Content-Type": DICOM_MULTIPART},
+    )
+    assert response.status_code == 200, response.text
+
+
+def instance_path(ds: Any) -> str:
+    """The WADO-RS path of an instance (a data set or header)."""
+    return (
+        f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}"
+    )
+
+
+def multipart_parts(response: httpx.Response) -> list[tuple[dict[str, str], bytes]]:
+    """The parts of a multipart response: their headers (names lower case) and data."""
+    content_type = response.headers["content-type"]
+    assert content_type.startswith("multipart/related"), content_type
+    parser = MultipartParser(content_type.rsplit("boundary=", 1)[1])
+    parts: list[tuple[dict[str, str], bytes]] = []
+    for event in parser.feed(response.content):
+        if isinstance(event, PartStart):
+            parts.append((dict(event.headers), b""))
+        elif isinstance(event, PartData):
+            parts[-1] = (parts[-1][0], parts[-1][1] + event.data)
+    parser.close()
+    return parts
+
+
+@pytest.fixture
+async def demo_stored(client: httpx.AsyncClient, demo_files: list[Path]) -> list[Path]:
+    """The demo study (CT series and RTSTRUCT) stored; the files."""
+    await stow(client, [p.read_bytes() for p in demo_files])
+    return demo_files

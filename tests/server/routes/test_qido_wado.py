@@ -149,7 +149,7 @@ def _sop(data: bytes) -> str:
     return str(pydicom.dcmread(BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
 
 
-async def test_metadata_has_no_pixel_data(
+async def test_metadata_links_pixel_data(
     client: httpx.AsyncClient, stored: dict[str, Path]
 ) -> None:
     response = await client.get(f"/dicomweb/studies/{STUDY_UID}/metadata", headers=READ)
@@ -157,7 +157,9 @@ async def test_metadata_has_no_pixel_data(
     assert response.headers["content-type"] == "application/dicom+json"
     metadata = response.json()
     assert len(metadata) == 49
-    assert all("7FE00010" not in item for item in metadata)
+    images = [item for item in metadata if _value(item, "00080060") == "CT"]
+    assert all(set(item["7FE00010"]) == {"vr", "BulkDataURI"} for item in images)
+    assert all("7FE00010" not in item for item in metadata if item not in images)
     ct = next(item for item in metadata if _value(item, "00080060") == "CT")
     ds = pydicom.dcmread(stored[_value(ct, "00080018")], stop_before_pixels=True)
     assert _value(ct, "00280010") == ds.Rows

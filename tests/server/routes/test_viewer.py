@@ -43,6 +43,7 @@ def _dist(folder: Path) -> Path:
     folder.mkdir(parents=True)
     (folder / "index.html").write_text(INDEX)
     (folder / "app.bundle.abc.js").write_text(BUNDLE)
+    (folder / "app.css").write_text("@font-face{src:url(/f.woff2)} a{background:url(//x/y)}")
     (folder / "codec.wasm").write_bytes(b"\0asm\1\0\0\0")
     (folder / "app-config.js").write_text("window.config = {upstream: true};")
     (folder / "assets").mkdir()
@@ -89,6 +90,9 @@ def test_relocation_moves_the_public_path_and_root_links(viewer_dir: Path) -> No
     assert 'content="/viewer/assets/t.png"' in index
     assert 'href="//cdn.example/x"' in index  # not a root link
     assert '__webpack_require__.p = "/viewer/"' in (viewer_dir / "app.bundle.abc.js").read_text()
+    assert (viewer_dir / "app.css").read_text() == (
+        "@font-face{src:url(/viewer/f.woff2)} a{background:url(//x/y)}"
+    )
 
 
 def test_a_build_that_does_not_load_from_the_root_is_refused(tmp_path: Path) -> None:

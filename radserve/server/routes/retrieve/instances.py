@@ -1,0 +1,135 @@
+"""Instances as stored, and their metadata with bulk data URIs (PS3.18 10.4.1.1.1-2).
+
+Instances are sent as stored (no transcoding) in ``multipart/related;
+type="application/dicom"``, each part naming its own transfer syntax; a ``transfer-syntax``
+parameter in the Accept header is not enforced. Files are streamed from disk in chunks.
+
+Metadata is a DICOM JSON array, one object per instance, read from the headers. Pixel Data
+and the binary values over :data:`MAX_INLINE_BINARY_BYTES` (also inside sequences) are
+given as a ``BulkDataURI`` (PS3.18 F.2.6) under the instance: ``.../bulkdata/7FE00010``, or
+for a value in a sequence item the path of tags and item indices, ``.../bulkdata/
+00089215/0/00081160``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from fastapi.responses import StreamingResponse
+from pydicom.dataset import Dataset
+
+from radserve.dicom_io import read_instance
+from radserve.server.routes.multipart import closing_delimiter, new_boundary, part_header
+from radserve.server.routes.retrieve.accept import MULTIPART, Offer, negotiate
+from radserve.server.routes.retrieve.pixels import pixel_layout
+from radserve.server.store.batch import StoredInstance
+
+DICOM_JSON = "application/dicom+json"
+CHUNK_BYTES = 1024 * 1024
+MAX_INLINE_BINARY_BYTES = 64 * 1024
+BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+INSTANCE_OFFERS = (Offer(MULTIPART, "application/dicom"),)
+METADATA_OFFERS = (Offer(DICOM_JSON), Offer("application/json"))
+
+TagPath = tuple[str, ...]
+"""A value's place in a data set: tags (8 hex digits) and, between them, item indices."""
+
+
+def instance_url(base: str, instance: StoredInstance) -> str:
+    """The WADO-RS URL of an instance under the DICOMweb root ``base``."""
+    return (
+        f"{base}/studies/{instance.study_instance_uid}/series/{instance.series_instance_uid}"
+        f"/instances/{instance.sop_instance_uid}"
+    )
+
+
+def retrieve_files(accept: str | None, instances: Sequence[StoredInstance]) -> StreamingResponse:
+    """The instances as stored, streamed (Content-Length known before the first byte)."""
+    negotiate(accept, INSTANCE_OFFERS)
+    boundary = new_boundary()
+    headers = [part_header(boundary, _part_type(i), i.size_bytes) for i in instances]
+    length = sum(len(h) + i.size_bytes + 2 for h, i in zip(headers, instances, strict=True))
+    length += len(closing_delimiter(boundary))
+
+    def body() -> Iterator[bytes]:
+        for header, instance in zip(headers, instances, strict=True):
+            yield header
+            with instance.path.open("rb") as fp:
+                while chunk := fp.read(CHUNK_BYTES):
+                    yield chunk
+            yield b"\r\n"
+        yield closing_delimiter(boundary)
+
+    return StreamingResponse(
+        body(),
+        media_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
+        headers={"Content-Length": str(length)},
+    )
+
+
+def _part_type(instance: StoredInstance) -> str:
+    if instance.transfer_syntax_uid:
+        return f"application/dicom; transfer-syntax={instance.transfer_syntax_uid}"
+    return "application/dicom"
+
+
+def _take_bulk_values(ds: Dataset, prefix: TagPath = ()) -> list[tuple[TagPath, str]]:
+    """Remove the binary values too large to inline; their paths and VRs."""
+    taken: list[tuple[TagPath, str]] = []
+    for tag in list(ds.keys()):
+        element = ds.get_item(tag, keep_deferred=True)
+        if element is None:
+            continue
+        key = f"{int(tag):08X}"
+        vr = element.VR or ds[tag].VR  # implicit VR: the dictionary's (UN when private)
+        if vr == "SQ":
+            for k, item in enumerate(ds[tag].value):
+                taken += _take_bulk_values(item, (*prefix, key, str(k)))
+        elif (
+            vr in BINARY_VRS
+            and element.value is not None
+            and len(element.value) > MAX_INLINE_BINARY_BYTES
+        ):
+            taken.append(((*prefix, key), str(vr)))
+            del ds[tag]
+    return taken
+
+
+def _put_uri(item: dict[str, Any], path: TagPath, vr: str, uri: str) -> None:
+    for k in range(0, len(path) - 1, 2):
+        item = item[path[k]]["Value"][int(path[k + 1])]
+    item[path[-1]] = {"vr": vr, "BulkDataURI": uri}
+
+
+def metadata_json(instance: StoredInstance, base: str, *, max_bytes: int) -> dict[str, Any]:
+    """The DICOM JSON of one instance, with bulk data URIs under ``base``."""
+    ds = read_instance(instance.path, stop_before_pixels=True, max_bytes=max_bytes)
+    bulk = _take_bulk_values(ds)
+    item: dict[str, Any] = ds.to_json_dict(suppress_invalid_tags=True)
+    bulkdata = instance_url(base, instance) + "/bulkdata/"
+    for path, vr in bulk:
+        _put_uri(item, path, vr, bulkdata + "/".join(path))
+    layout = pixel_layout(instance)
+    if layout is not None:
+        item["7FE00010"] = {"vr": layout.vr, "BulkDataURI": bulkdata + "7FE00010"}
+    return dict(sorted(item.items()))
+
+
+def metadata_response(
+    accept: str | None, instances: Sequence[StoredInstance], base: str, *, max_bytes: int
+) -> StreamingResponse:
+    """The metadata of ``instances`` as a DICOM JSON array, streamed."""
+    negotiate(accept, METADATA_OFFERS)
+
+    def body() -> Iterator[bytes]:
+        yield b"["
+        for k, instance in enumerate(instances):
+            text = json.dumps(
+                metadata_json(instance, base, max_bytes=max_bytes), ensure_ascii=False
+            )
+            yield (("," if k else "") + text).encode("utf-8")
+        yield b"]"
+
+    return StreamingResponse(body(), media_type=DICOM_JSON)
