@@ -62,6 +62,7 @@ def orthanc_server(root: Path) -> Iterator[tuple[str, int]]:
     ]
     if not Path(exe).exists() or not plugins:
         raise SystemExit("Orthanc with the DICOMweb plugin is needed (orthanc, orthanc-dicomweb)")
+    root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = {
         "Name": "radserve-bench",
@@ -92,6 +93,7 @@ def radserve_process(
 
     Yields the base URL, a one-off development token and the pid.
     """
+    root.mkdir(parents=True, exist_ok=True)
     if models_dir is None:
         models_dir = root / "models"
         models_dir.mkdir(parents=True, exist_ok=True)

@@ -138,7 +138,11 @@ def main() -> None:
         study = str(datasets[0].StudyInstanceUID)
         with (
             orthanc_server(work / "orthanc") as (orthanc_url, _),
-            radserve_process(work / "radserve") as (radserve_url, token, _),
+            radserve_process(work / "radserve", models_dir=REPO_ROOT / "models") as (
+                radserve_url,
+                token,
+                _,
+            ),
         ):
             targets = [
                 Target("radserve", radserve_url, "/dicomweb", token),
