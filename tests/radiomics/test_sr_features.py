@@ -124,7 +124,9 @@ def test_dcmqi_tid1500reader_reads_the_features(written: Written, tmp_path: Path
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (group,) = json.loads(out.read_text())["Measurements"]
+    # The volumetric group carries the features; the key-slice planar group follows it.
+    group, planar = json.loads(out.read_text())["Measurements"]
+    assert planar["TrackingIdentifier"] == group["TrackingIdentifier"]
     read = {
         (item["quantity"]["CodingSchemeDesignator"], item["quantity"]["CodeValue"]): item
         for item in group["measurementItems"]

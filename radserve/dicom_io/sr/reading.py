@@ -59,6 +59,7 @@ def read_sr_measurements(sr: Dataset | str | Path) -> dict[str, dict[str, float]
         if concept_of(dataset) != MEASUREMENT_REPORT:
             raise MeasurementError("the SR is not a TID 1500 measurement report")
         result: dict[str, dict[str, float]] = {}
+        planar: list[tuple[str, dict[str, float]]] = []
         number = 0
         for container in children_with(dataset, IMAGING_MEASUREMENTS):
             for group in children_with(container, MEASUREMENT_GROUP):
@@ -66,7 +67,9 @@ def read_sr_measurements(sr: Dataset | str | Path) -> dict[str, dict[str, float]
                 values: dict[str, float] = {}
                 name: str | None = None
                 uid: str | None = None
-                for item in group.get("ContentSequence", []):
+                items = group.get("ContentSequence", [])
+                is_planar = any(item.get("ValueType") == "SCOORD" for item in items)
+                for item in items:
                     concept = concept_of(item)
                     if concept == TRACKING_IDENTIFIER and item.get("TextValue"):
                         name = str(item.TextValue)
@@ -76,7 +79,16 @@ def read_sr_measurements(sr: Dataset | str | Path) -> dict[str, dict[str, float]
                         value = _numeric_value(item)
                         if value is not None:
                             _put_unique(values, _measurement_key(item), value)
-                _put_unique(result, name or uid or f"group {number}", values)
+                key = name or uid or f"group {number}"
+                if is_planar:
+                    planar.append((key, values))
+                else:
+                    _put_unique(result, key, values)
+        # A planar (key-slice) group of a segment that also has a volumetric group repeats
+        # its headline values: the segment is reported once, from the volumetric group.
+        for key, values in planar:
+            if key not in result:
+                _put_unique(result, key, values)
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
         raise MeasurementError(f"not a readable TID 1500 measurement report: {exc}") from exc
     return result

@@ -19,12 +19,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import highdicom as hd
+import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code as PydicomCode
 
 from radserve.dicom_io.algorithm import MANUFACTURER, AlgorithmIdentity, contributing_equipment
-from radserve.dicom_io.derived import source_for_derivation
+from radserve.dicom_io.derived import set_series_date_time, source_for_derivation
 from radserve.dicom_io.errors import MeasurementError
 from radserve.dicom_io.masks.labelmap import LabelMap, SegmentInfo
 from radserve.dicom_io.masks.measurements import SegmentMeasurements, check_same_grid
@@ -32,6 +33,12 @@ from radserve.dicom_io.reading.series import ImageSeries
 from radserve.dicom_io.seg.reading import SEG_SOP_CLASS_UIDS
 from radserve.dicom_io.sr.content import CodingSchemeIdentification, NumericMeasurement, coded
 from radserve.dicom_io.sr.extras import extra_items, with_extra_items
+from radserve.dicom_io.sr.planar import (
+    PlanarGroupInput,
+    key_slice_outline,
+    maximum_3d_diameter_mm,
+    planar_group,
+)
 from radserve.dicom_io.uids import derive_uid
 from radserve.dicom_io.volume import Volume
 
@@ -74,6 +81,9 @@ class SrOptions:
 
     Attributes:
         series_number: Series Number of the SR.
+        planar_groups: Also write, per segment, a planar group (TID 1410) on its key slice
+            with the outline as an image-coordinate polyline and the headline values
+            (:mod:`radserve.dicom_io.sr.planar`), which viewers such as OHIF display.
         extra_measurements: Further measurements per label (e.g. radiomic features).
         coding_schemes: Coding schemes to identify in the Coding Scheme Identification
             Sequence; only those whose designator a code of the document uses are written
@@ -81,6 +91,7 @@ class SrOptions:
     """
 
     series_number: int = 902
+    planar_groups: bool = True
     extra_measurements: Mapping[int, Sequence[NumericMeasurement]] | None = None
     coding_schemes: Sequence[CodingSchemeIdentification] = ()
 
@@ -135,13 +146,62 @@ def write_sr(
     groups_input = _match_inputs(labelmap, measurements, options.extra_measurements or {})
     modality = (volume.modality or "").upper()
     groups, extras, used = _volumetric_groups(seg, volume, algorithm, groups_input)
+    planar = (
+        _planar_groups(source, labelmap, algorithm, groups_input) if options.planar_groups else []
+    )
     header = _Header(
         modality, algorithm, options.series_number, _used(options.coding_schemes, used)
     )
-    sr = _document(source, [seg], groups, header)
+    sr = _document(source, [seg], [*groups, *planar], header)
     if any(extras):
-        sr = with_extra_items(sr, extras)
+        sr = with_extra_items(sr, [*extras, *([] for _ in planar)])
     return sr
+
+
+def _planar_groups(
+    source: ImageSeries,
+    labelmap: LabelMap,
+    algorithm: AlgorithmIdentity,
+    groups_input: Sequence[tuple[SegmentInfo, SegmentMeasurements, Sequence[NumericMeasurement]]],
+) -> list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations]:
+    """One key-slice TID 1410 group per measured segment (single-frame sources only)."""
+    volume = source.volume
+    if len(source.headers) != volume.shape[0]:
+        logger.info("multi-frame source: no key-slice planar groups")
+        return []
+    series_instance_uid = str(volume.series_instance_uid)
+    intensity = _INTENSITY.get((volume.modality or "").upper())
+    algorithm_id = _algorithm_id(algorithm)
+    groups = []
+    for segment, measured, _ in groups_input:
+        mask = np.asarray(labelmap.volume.array) == segment.label
+        outline = key_slice_outline(mask)
+        if outline is None:
+            continue
+        uid = derive_uid(
+            series_instance_uid,
+            algorithm.name,
+            algorithm.version,
+            "SR",
+            "planar",
+            str(segment.label),
+        )
+        groups.append(
+            planar_group(
+                PlanarGroupInput(
+                    tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=segment.name),
+                    finding_type=coded(segment.type),
+                    finding_category=coded(segment.category),
+                    source_image=source.headers[outline.slice_index],
+                    outline=outline,
+                    measured=measured,
+                    max_diameter_mm=maximum_3d_diameter_mm(mask, volume),
+                ),
+                algorithm_id,
+                intensity,
+            )
+        )
+    return groups
 
 
 def _algorithm_id(algorithm: AlgorithmIdentity) -> hd.sr.AlgorithmIdentification:
@@ -271,6 +331,7 @@ def _document(
     extra_evidence: Sequence[Dataset],
     groups: Sequence[
         hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
+        | hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
         | hd.sr.MeasurementsAndQualitativeEvaluations
     ],
     header: _Header,
@@ -291,6 +352,7 @@ def _document(
         observation_context=hd.sr.ObservationContext(observer_device_context=device),
         procedure_reported=_PROCEDURES.get(modality, codes.SCT.ImagingProcedure),
         imaging_measurements=groups,
+        referenced_images=source.headers,  # the Image Library (TID 1600) viewers look up
     )
     series_instance_uid, sop_instance_uid = sr_uids(source_series_uid, algorithm)
     try:
@@ -323,6 +385,7 @@ def _document(
         *sr.get("ContributingEquipmentSequence", []),
         *contributing_equipment(algorithm),
     ]
+    set_series_date_time([sr])
     return sr
 
 

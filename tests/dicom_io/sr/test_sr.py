@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import highdicom as hd
+import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
+from skimage.draw import polygon
 
 from radserve.dicom_io import (
     ANATOMICAL_STRUCTURE,
@@ -29,6 +32,7 @@ from radserve.dicom_io import (
     SegmentInfo,
     SegmentMeasurements,
     SrOptions,
+    maximum_3d_diameter_mm,
     measure_segments,
     read_image_series,
     read_sr_measurements,
@@ -188,8 +192,9 @@ def test_dcmqi_reads_the_same_values_and_references(case: Case, tmp_path: Path) 
     meta: dict[str, Any] = json.loads(out.read_text())
     series_uid = case.series.volume.series_instance_uid
     expected = _expected(case)
-    assert [m["TrackingIdentifier"] for m in meta["Measurements"]] == ["GTV", "Bone"]
-    for group, number in zip(meta["Measurements"], [1, 2], strict=True):
+    # The volumetric groups, then the key-slice planar groups of the same segments.
+    assert [m["TrackingIdentifier"] for m in meta["Measurements"]] == ["GTV", "Bone"] * 2
+    for group, number in zip(meta["Measurements"][:2], [1, 2], strict=True):
         assert group["ReferencedSegment"] == number
         assert group["SourceSeriesForImageSegmentation"] == series_uid
         assert group["segmentationSOPInstanceUID"] == case.seg.SOPInstanceUID
@@ -376,3 +381,58 @@ def test_private_coding_schemes_are_identified_only_when_used(
     assert [e for e in dciodvfy(path).errors if e not in source_errors] == []
     with pytest.raises(ValueError, match="registry and uid"):
         CodingSchemeIdentification("99X", "x", registry="HL7")
+
+
+def test_the_sr_series_is_dated(case: Case) -> None:
+    sr = pydicom.dcmread(case.sr_path, stop_before_pixels=True)
+    assert (sr.SeriesDate, sr.SeriesTime) == (sr.ContentDate, sr.ContentTime)
+
+
+def test_key_slice_planar_groups_for_viewers(case: Case) -> None:
+    """Each segment also has a TID 1410 group on its key slice: what OHIF displays."""
+    sr = hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(case.sr_path))
+    planar = sr.content.get_planar_roi_measurement_groups()
+    assert [str(g.tracking_identifier) for g in planar] == ["GTV", "Bone"]
+    library = [
+        item
+        for item in pydicom.dcmread(case.sr_path).ContentSequence
+        if item.ConceptNameCodeSequence[0].CodeValue == "111028"  # Image Library
+    ]
+    assert len(library) == 1
+    names = {s.name: s.label for s in case.labelmap.segments}
+    headers = case.series.headers
+    for group in planar:
+        mask = np.asarray(case.labelmap.volume.array) == names[str(group.tracking_identifier)]
+        k = int(np.argmax(mask.sum(axis=(1, 2))))  # the slice of largest area, independently
+        region = group.roi
+        assert region is not None and region.graphic_type == hd.sr.GraphicTypeValues.POLYLINE
+        (reference,) = region.ContentSequence[0].ReferencedSOPSequence
+        assert reference.ReferencedSOPInstanceUID == headers[k].SOPInstanceUID
+        points = region.value
+        assert np.array_equal(points[0], points[-1])  # closed
+        rr, cc = polygon(points[:, 1] - 0.5, points[:, 0] - 0.5, shape=mask[k].shape)
+        drawn = np.zeros_like(mask[k])
+        drawn[rr, cc] = True
+        if names[str(group.tracking_identifier)] == 1:  # the tumour: one compact region
+            dice = 2 * (drawn & mask[k]).sum() / (drawn.sum() + mask[k].sum())
+            assert dice > 0.9
+        values = {m.name.meaning: m.value for m in group.get_measurements()}
+        assert values["Volume"] == pytest.approx(
+            read_sr_measurements(case.sr_path)[str(group.tracking_identifier)]["Volume"]
+        )
+        assert values["Diameter"] > 0
+
+
+def test_maximum_3d_diameter_of_a_box_and_a_line(case: Case) -> None:
+    volume = case.series.volume
+    mask = np.zeros(volume.shape, bool)
+    mask[10:15, 20:40, 30:45] = True
+    corners = volume.index_to_lps(np.array([[30, 20, 10], [44, 39, 14]]))
+    expected = float(np.linalg.norm(corners[1] - corners[0]))
+    assert maximum_3d_diameter_mm(mask, volume) == pytest.approx(expected, rel=1e-9)
+    flat = np.zeros(volume.shape, bool)
+    flat[12, 5:25, 7] = True  # a line: degenerate for a convex hull
+    line = volume.index_to_lps(np.array([[7, 5, 12], [7, 24, 12]]))
+    assert maximum_3d_diameter_mm(flat, volume) == pytest.approx(
+        float(np.linalg.norm(line[1] - line[0]))
+    )
