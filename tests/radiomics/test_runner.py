@@ -155,7 +155,11 @@ def test_dcmqi_reads_the_features(run: Run, tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (group,) = json.loads(out.read_text())["Measurements"]
+    # The volumetric group (the SEG segment, every feature), then the key-slice planar group.
+    volumetric, planar = json.loads(out.read_text())["Measurements"]
+    assert (volumetric["TrackingIdentifier"], planar["TrackingIdentifier"]) == ("GTV", "GTV")
+    assert "ReferencedSegment" in volumetric and "ReferencedSegment" not in planar
+    group = volumetric
     read = {
         (item["quantity"]["CodingSchemeDesignator"], item["quantity"]["CodeValue"]): item
         for item in group["measurementItems"]

@@ -27,7 +27,6 @@ from radserve.dicom_io.masks.measurements import SegmentMeasurements
 from radserve.dicom_io.volume import Volume
 
 CONTOUR_TOLERANCE_PX = 0.5
-_BRUTE_FORCE_POINTS = 3000
 
 
 @dataclass(frozen=True)
@@ -69,13 +68,26 @@ def maximum_3d_diameter_mm(mask: npt.NDArray[np.bool_], volume: Volume) -> float
     if len(kji) < 2:
         return 0.0
     points = volume.index_to_lps(kji[:, ::-1])
-    try:
-        points = points[ConvexHull(points).vertices]
-    except (QhullError, ValueError):  # flat or degenerate: all points, subsampled if many
-        if len(points) > _BRUTE_FORCE_POINTS:
-            points = points[:: len(points) // _BRUTE_FORCE_POINTS + 1]
+    points = points[_hull_vertices(points)]
     differences = points[:, None, :] - points[None, :, :]
     return float(np.sqrt((differences**2).sum(axis=-1)).max())
+
+
+def _hull_vertices(points: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
+    """Indices of the convex hull's vertices, in the plane or on the line the points span
+    when they are flat (a one-slice segment) or collinear; the farthest pair is among them."""
+    centred = points - points.mean(axis=0)
+    _, singular, axes = np.linalg.svd(centred, full_matrices=False)
+    rank = int((singular > 1e-9 * max(float(singular[0]), 1e-12)).sum())
+    if rank <= 1:  # a point or a line: its two ends
+        along = centred @ axes[0]
+        return np.asarray([int(np.argmin(along)), int(np.argmax(along))], dtype=np.intp)
+    flat = centred @ axes[:rank].T
+    try:
+        hull = ConvexHull(flat)
+    except QhullError:  # nearly degenerate: joggled input always gives a hull
+        hull = ConvexHull(flat, qhull_options="QJ")
+    return np.asarray(hull.vertices, dtype=np.intp)
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,9 @@ class SrOptions:
         series_number: Series Number of the SR.
         planar_groups: Also write, per segment, a planar group (TID 1410) on its key slice
             with the outline as an image-coordinate polyline and the headline values
-            (:mod:`radserve.dicom_io.sr.planar`), which viewers such as OHIF display.
+            (:mod:`radserve.dicom_io.sr.planar`), which viewers such as OHIF display. It
+            shares the volumetric group's tracking identifier and UID, so OHIF shows one
+            measurement per segment; without it OHIF 3.13 cannot load the report.
         extra_measurements: Further measurements per label (e.g. radiomic features).
         coding_schemes: Coding schemes to identify in the Coding Scheme Identification
             Sequence; only those whose designator a code of the document uses are written
@@ -178,14 +180,10 @@ def _planar_groups(
         outline = key_slice_outline(mask)
         if outline is None:
             continue
-        uid = derive_uid(
-            series_instance_uid,
-            algorithm.name,
-            algorithm.version,
-            "SR",
-            "planar",
-            str(segment.label),
-        )
+        # The volumetric group's Tracking UID: both groups describe one finding, which is what
+        # the UID tracks. OHIF 3.13 merges the groups of one Tracking UID into one measurement
+        # and fails ("reading 'ReferencedSOPSequence'") on any merged one without an SCOORD.
+        uid = _tracking_uid(series_instance_uid, algorithm, segment.label)
         groups.append(
             planar_group(
                 PlanarGroupInput(

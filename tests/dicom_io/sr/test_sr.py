@@ -436,3 +436,38 @@ def test_maximum_3d_diameter_of_a_box_and_a_line(case: Case) -> None:
     assert maximum_3d_diameter_mm(flat, volume) == pytest.approx(
         float(np.linalg.norm(line[1] - line[0]))
     )
+
+
+def test_each_segment_is_one_drawable_measurement_for_ohif(case: Case) -> None:
+    """OHIF 3.13 merges the groups of one Tracking UID into one measurement and fails on a
+    merged measurement without an SCOORD: a segment's two groups share their tracking UID."""
+    content = hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(case.sr_path)).content
+    volumetric = content.get_volumetric_roi_measurement_groups()
+    planar = content.get_planar_roi_measurement_groups()
+    by_name = {str(g.tracking_identifier): str(g.tracking_uid) for g in volumetric}
+    assert by_name == {str(g.tracking_identifier): str(g.tracking_uid) for g in planar}
+    assert len(set(by_name.values())) == 2
+    # OHIF's own rule, on the stored document.
+    (container,) = [
+        item
+        for item in pydicom.dcmread(case.sr_path).ContentSequence
+        if item.ConceptNameCodeSequence[0].CodeValue == "126010"  # Imaging Measurements
+    ]
+    merged: dict[str, list[Dataset]] = {}
+    for group in container.ContentSequence:
+        items = list(group.ContentSequence)
+        (uid,) = [i.UID for i in items if i.ConceptNameCodeSequence[0].CodeValue == "112040"]
+        merged.setdefault(str(uid), []).extend(items)
+    assert merged.keys() == set(by_name.values())
+    for items in merged.values():
+        assert [i.GraphicType for i in items if i.ValueType == "SCOORD"] == ["POLYLINE"]
+
+
+def test_maximum_3d_diameter_of_a_one_slice_segment_is_exact(case: Case) -> None:
+    """A flat segment (one slice) has no 3D hull; its diameter is still the exact diagonal."""
+    volume = case.series.volume
+    flat = np.zeros(volume.shape, bool)
+    flat[20, 10:130, 10:150] = True  # 16,800 voxels: far more than pairwise comparison allows
+    corners = volume.index_to_lps(np.array([[10, 10, 20], [149, 129, 20]]))
+    expected = float(np.linalg.norm(corners[1] - corners[0]))
+    assert maximum_3d_diameter_mm(flat, volume) == pytest.approx(expected, rel=1e-12)
