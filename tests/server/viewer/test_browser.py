@@ -157,6 +157,23 @@ def test_the_overlay_sc_renders(page: Any) -> None:
         page.screenshot(path=os.path.join(SCREENSHOT_DIR, "viewer_sc.png"))
 
 
+def test_the_sr_measurements_are_drawn_on_their_key_slice(
+    page: Any, processed: ProcessedStudy
+) -> None:
+    """OHIF shows the SR's key-slice outline with its headline values (TID 1410 groups)."""
+    (segment,) = processed.job["radiomics"]["segments"]  # the tumour
+    volume_mm3 = float(segment["volume_mm3"])
+    page.get_by_text("AI measurements", exact=False).first.dblclick()
+    label = page.locator("svg text", has_text="Volume:").first
+    label.wait_for(timeout=60_000)
+    text = label.text_content() or ""
+    assert f"Volume: {volume_mm3:.2f} mm3" in text
+    polylines = page.locator("svg path, svg polyline")
+    assert polylines.count() > 0, "no outline drawn"
+    if SCREENSHOT_DIR:
+        page.screenshot(path=os.path.join(SCREENSHOT_DIR, "viewer_sr.png"))
+
+
 def test_no_dicomweb_request_failed(page: Any, processed: ProcessedStudy) -> None:
     assert any("/frames/" in url for _, _, url in processed.requests)
     failed = [(status, url) for status, _, url in processed.requests if status >= 400]
