@@ -124,6 +124,9 @@ from radserve.dicom_io.sc import (
     write_png,
 )
 from radserve.dicom_io.seg import (
+    SegmentationType,
+    SegmentationTypeChoice,
+    choose_segmentation_type,
     read_seg,
     write_seg,
 )
@@ -202,6 +205,8 @@ __all__ = [
     "ResultSet",
     "SegmentInfo",
     "SegmentMeasurements",
+    "SegmentationType",
+    "SegmentationTypeChoice",
     "SliceRenderer",
     "SrOptions",
     "ToleratedQuirks",
@@ -213,6 +218,7 @@ __all__ = [
     "can_decode",
     "check_and_tolerate",
     "check_transfer_syntax",
+    "choose_segmentation_type",
     "decode_frame_array",
     "decode_pixel_arrays",
     "deidentify",

@@ -15,6 +15,7 @@ from radserve.dicom_io.masks.labelmap import LabelMap
 from radserve.dicom_io.masks.measurements import SegmentMeasurements, measure_segments
 from radserve.dicom_io.reading.series import ImageSeries
 from radserve.dicom_io.sc.overlay import write_overlay_sc
+from radserve.dicom_io.seg.types import SegmentationTypeChoice, choose_segmentation_type
 from radserve.dicom_io.seg.writing import write_seg
 from radserve.dicom_io.sr.content import CodingSchemeIdentification, NumericMeasurement
 from radserve.dicom_io.sr.writing import SrOptions, write_sr
@@ -82,6 +83,7 @@ def build_results(
     extra_measurements: Mapping[int, Sequence[NumericMeasurement]] | None = None,
     coding_schemes: Sequence[CodingSchemeIdentification] = (),
     overlay_transfer_syntax_uid: str = JPEGLSLossless,
+    segmentation_type: SegmentationTypeChoice = "auto",
 ) -> ResultSet:
     """Measure each segment and write the SEG, SR and overlay SC for a label map.
 
@@ -99,9 +101,17 @@ def build_results(
             measurements may use (see :func:`~radserve.dicom_io.sr.writing.write_sr`).
         overlay_transfer_syntax_uid: Transfer syntax of the overlay instances (see
             :func:`~radserve.dicom_io.sc.overlay.write_overlay_sc`).
+        segmentation_type: The SEG's type, or ``auto`` (see
+            :func:`~radserve.dicom_io.seg.types.choose_segmentation_type`).
     """
     measurements = measure_segments(source.volume, labelmap)
-    seg = write_seg(source, labelmap, algorithm=algorithm) if measurements else None
+    _, rows, columns = source.volume.shape
+    seg_type = choose_segmentation_type(segmentation_type, rows, columns)
+    seg = (
+        write_seg(source, labelmap, algorithm=algorithm, segmentation_type=seg_type)
+        if measurements
+        else None
+    )
     sr = write_sr(
         source,
         seg,
@@ -124,8 +134,9 @@ def build_results(
         logger.info("results: no findings; SR + %d overlay key image", len(overlay))
     else:
         logger.info(
-            "results: %d segments measured, SEG + SR + %d overlay instances",
+            "results: %d segments measured, %s SEG + SR + %d overlay instances",
             len(measurements),
+            seg_type,
             len(overlay),
         )
     return ResultSet(measurements=measurements, seg=seg, sr=sr, overlay=overlay)

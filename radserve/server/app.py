@@ -319,6 +319,7 @@ def _assemble(
             job_timeout_s=settings.job_timeout_s,
             retry=policy,
             overlay_transfer_syntax_uid=settings.overlay_transfer_syntax_uid,
+            segmentation_type=settings.seg_type,
         ),
         metrics=metrics,
         on_exporting=lambda job: exporter.wake(),

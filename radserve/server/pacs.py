@@ -177,7 +177,7 @@ def _response_dataset(response: requests.Response) -> Dataset:
 
 def _encode(ds: Dataset) -> bytes:
     with io.BytesIO() as buffer:
-        pydicom.dcmwrite(buffer, ds)
+        pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
         return buffer.getvalue()
 
 

@@ -153,6 +153,12 @@ class ServerSettings(BaseSettings):
         overlay_transfer_syntax: Encoding of the overlay Secondary Capture instances, all
             lossless: ``jpeg-ls`` (smallest; OHIF, Orthanc and current PACS viewers decode
             it), ``rle`` (decoded by every DICOM toolkit) or ``uncompressed``.
+        seg_type: Segmentation Type of the result SEG: ``binary`` (1 bit a pixel),
+            ``fractional`` (a byte a pixel, OCCUPANCY 0 or 255: the same mask, same SOP
+            Class), ``labelmap`` (Label Map Segmentation Storage, 2024, which older PACS
+            and validators do not know), or ``auto``: BINARY unless its frames would start
+            mid-byte (Rows x Columns not a multiple of 8), which OHIF's default SEG loading
+            draws as stripes, then FRACTIONAL.
         viewer_dir: The installed OHIF viewer (``radserve viewer install``), served at
             ``/viewer``; unset: no viewer.
         session_secret: Key that signs browser session cookies (at least 32 characters;
@@ -195,6 +201,7 @@ class ServerSettings(BaseSettings):
     radiomics_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=0, le=64)
     radiomics_timeout_s: float = Field(default=600.0, gt=0)
     overlay_transfer_syntax: Literal["jpeg-ls", "rle", "uncompressed"] = "jpeg-ls"
+    seg_type: Literal["auto", "binary", "fractional", "labelmap"] = "auto"
     viewer_dir: Path | None = None
     session_secret: SecretStr | None = None
     session_ttl_s: float = Field(default=8 * 3600.0, gt=0, le=7 * 24 * 3600.0)

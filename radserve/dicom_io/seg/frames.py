@@ -90,8 +90,14 @@ def binary_frames(
     shape: tuple[int, ...],
     extents: list[_Extent],
     order: list[int],
+    *,
+    fractional_value: int | None = None,
 ) -> tuple[list[list[int]], bytes]:
-    """Slices with content per segment (in ``order``) and the bit-packed frames."""
+    """Slices with content per segment (in ``order``) and the bit-packed frames.
+
+    With ``fractional_value`` the frames are FRACTIONAL ones instead: a byte a pixel,
+    ``fractional_value`` inside the segment and 0 outside.
+    """
     rows, columns = shape[1:]
     rank = np.empty(len(order), dtype=int)
     rank[order] = np.arange(len(order))
@@ -102,7 +108,7 @@ def binary_frames(
         presents.append(present[np.argsort(rank[start + present], kind="stable")])
     planes = [[int(k) for k in e.box[0].start + p] for e, p in zip(extents, presents, strict=True)]
     count = sum(p.size for p in presents)
-    whole_bytes = columns % 8 == 0
+    whole_bytes = columns % 8 == 0 and fractional_value is None
     # Frames of packed rows when rows are whole bytes, else of pixels packed as one stream.
     frames = np.zeros((count, rows, columns // 8 if whole_bytes else columns), dtype=np.uint8)
     done = 0
@@ -118,6 +124,8 @@ def binary_frames(
             target[:, y, first:last] = np.packbits(widened, axis=-1, bitorder="little")
         else:
             target[:, y, x] = inside
+    if fractional_value is not None:
+        return planes, (frames * np.uint8(fractional_value)).tobytes()
     if whole_bytes:
         return planes, frames.tobytes()
     return planes, np.packbits(frames.reshape(-1), bitorder="little").tobytes()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Literal
+from typing import Any
 
 import highdicom as hd
 import numpy as np
@@ -56,6 +56,7 @@ from radserve.dicom_io.seg.reading import (
     functional_group,
     read_seg,
 )
+from radserve.dicom_io.seg.types import SegmentationType
 from radserve.dicom_io.uids import derive_uid
 from radserve.dicom_io.volume import Volume
 
@@ -68,6 +69,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# The FRACTIONAL frames' value inside a segment (OCCUPANCY 1.0); 0 outside.
+MAX_FRACTIONAL_VALUE = 255
 
 # (keyword, VR, neutral value) of source attributes highdicom validates, parses or warns about.
 _CHECKED_BY_HIGHDICOM = (
@@ -88,14 +92,15 @@ def write_seg(
     labelmap: LabelMap,
     *,
     algorithm: AlgorithmIdentity,
-    segmentation_type: Literal["BINARY", "LABELMAP"] = "BINARY",
+    segmentation_type: SegmentationType = "BINARY",
     series_number: int = 901,
     series_description: str | None = None,
 ) -> Dataset:
     """Encode a label map on ``source`` as a DICOM SEG.
 
     Segments without voxels are skipped (and logged); frames without content are omitted.
-    BINARY Segment Numbers are ``1..N`` in label order, LABELMAP ones are the labels. UIDs
+    BINARY and FRACTIONAL Segment Numbers are ``1..N`` in label order, LABELMAP ones are
+    the labels; FRACTIONAL frames are OCCUPANCY, :data:`MAX_FRACTIONAL_VALUE` inside. UIDs
     are derived from the source Series Instance UID, the model name and version (and the
     segmentation type for the SOP Instance UID), so a rerun gives the same UIDs. A blank
     source SOP Class / Instance UID is taken from the file meta; a blank Study or Series
@@ -105,7 +110,7 @@ def write_seg(
         MaskError: The label map is not on the source grid, has undeclared labels or no
             segment with voxels, or the source headers do not match the source volume.
     """
-    if segmentation_type not in ("BINARY", "LABELMAP"):
+    if segmentation_type not in ("BINARY", "FRACTIONAL", "LABELMAP"):
         raise ValueError(f"unsupported segmentation type {segmentation_type!r}")
     volume = source.volume
     _check_same_grid(labelmap.volume, volume)
@@ -117,7 +122,8 @@ def write_seg(
         logger.info("segment %d (%s) has no voxels: not written", skipped.label, skipped.name)
     if not segments:
         raise MaskError("nothing to write: every segment of the label map is empty")
-    binary = segmentation_type == "BINARY"
+    fractional = segmentation_type == "FRACTIONAL"
+    binary = segmentation_type == "BINARY" or fractional  # one frame per segment and slice
     numbers = list(range(1, len(segments) + 1)) if binary else [s.label for s in segments]
 
     derivable = source_for_derivation(source.headers[0])
@@ -126,8 +132,10 @@ def write_seg(
     uid_parts = (series_uid, algorithm.name, algorithm.version, "SEG")
     stub = hd.seg.Segmentation(
         source_images=[header],
-        pixel_array=_stub_pixels(array.shape[1:], numbers[0]),
+        pixel_array=_stub_pixels(array.shape[1:], numbers[0], fractional=fractional),
         segmentation_type=segmentation_type,
+        fractional_type="OCCUPANCY",
+        max_fractional_value=MAX_FRACTIONAL_VALUE,
         segment_descriptions=[
             _segment_description(s, n, algorithm) for s, n in zip(segments, numbers, strict=True)
         ],
@@ -158,7 +166,12 @@ def write_seg(
 
     order = _slice_order(ds, frames)
     if binary:
-        planes, pixel_data = binary_frames(array.shape, [extents[s.label] for s in segments], order)
+        planes, pixel_data = binary_frames(
+            array.shape,
+            [extents[s.label] for s in segments],
+            order,
+            fractional_value=MAX_FRACTIONAL_VALUE if fractional else None,
+        )
     else:
         planes, pixel_data = labelmap_frames(array, max(numbers), order)
     channels: list[tuple[int | None, list[int]]] = (
@@ -265,8 +278,14 @@ def _copy_patient_and_study(ds: Dataset, header: Dataset) -> None:
             ds.add_new(keyword, vr, None)
 
 
-def _stub_pixels(shape: tuple[int, ...], number: int) -> npt.NDArray[np.integer]:
+def _stub_pixels(
+    shape: tuple[int, ...], number: int, *, fractional: bool = False
+) -> npt.NDArray[Any]:
     # One set pixel keeps highdicom from warning about an all-empty image.
+    if fractional:
+        pixels: npt.NDArray[Any] = np.zeros((1, *shape), dtype=np.float32)
+        pixels[0, 0, 0] = 1.0
+        return pixels
     pixels = np.zeros((1, *shape), dtype=np.uint8 if number < 256 else np.uint16)
     pixels[0, 0, 0] = number
     return pixels

@@ -9,7 +9,13 @@ from typing import Any
 
 from pydicom.uid import JPEGLSLossless
 
-from radserve.dicom_io import AlgorithmIdentity, ImageSeries, ResultSet, build_results
+from radserve.dicom_io import (
+    AlgorithmIdentity,
+    ImageSeries,
+    ResultSet,
+    SegmentationTypeChoice,
+    build_results,
+)
 from radserve.inference import ModelPackage, Prediction, Predictor
 from radserve.radiomics import (
     CODING_SCHEMES,
@@ -62,6 +68,7 @@ def run_pipeline(
     radiomics: RadiomicsRunner | None = None,
     deadline: float | None = None,
     overlay_transfer_syntax_uid: str = JPEGLSLossless,
+    segmentation_type: SegmentationTypeChoice = "auto",
 ) -> PipelineResult:
     """Check, predict, extract radiomic features and build the SEG, SR and overlay.
 
@@ -74,6 +81,7 @@ def run_pipeline(
             :meth:`Predictor.predict`).
         overlay_transfer_syntax_uid: Transfer syntax of the overlay Secondary Capture
             instances (see :func:`~radserve.dicom_io.sc.overlay.write_overlay_sc`).
+        segmentation_type: The SEG's type (see :func:`~radserve.dicom_io.build_results`).
 
     Raises:
         SeriesNotAcceptedError: The model's selection rules refuse the series.
@@ -108,6 +116,7 @@ def run_pipeline(
         extra_measurements=extra_measurements(features),
         coding_schemes=CODING_SCHEMES,
         overlay_transfer_syntax_uid=overlay_transfer_syntax_uid,
+        segmentation_type=segmentation_type,
     )
     return PipelineResult(
         prediction=prediction,

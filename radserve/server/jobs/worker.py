@@ -38,7 +38,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pydicom.uid import JPEGLSLossless
 
-from radserve.dicom_io import DicomIOError, read_image_series
+from radserve.dicom_io import DicomIOError, SegmentationTypeChoice, read_image_series
 from radserve.inference import InferenceError, SeriesNotAcceptedError
 from radserve.radiomics import RadiomicsError, without_features
 from radserve.server.jobs.export import ExportPolicy, pacs_client
@@ -94,12 +94,16 @@ class WorkerOptions:
         retry: Back-off (for a pull source that is down) and request timeout.
         overlay_transfer_syntax_uid: Transfer syntax of the overlay Secondary Capture
             instances (one of :data:`~radserve.dicom_io.sc.overlay.OVERLAY_TRANSFER_SYNTAXES`).
+        segmentation_type: The type of the result SEG (``auto``, ``binary``, ``fractional``
+            or ``labelmap``;
+            see :func:`~radserve.dicom_io.choose_segmentation_type`).
     """
 
     workers: int = 2
     job_timeout_s: float = 3600.0
     retry: ExportPolicy = field(default_factory=ExportPolicy)
     overlay_transfer_syntax_uid: str = JPEGLSLossless
+    segmentation_type: SegmentationTypeChoice = "auto"
 
 
 class WorkerPool:
@@ -240,6 +244,7 @@ class WorkerPool:
             radiomics=model.radiomics,
             deadline=deadline,
             overlay_transfer_syntax_uid=self._options.overlay_transfer_syntax_uid,
+            segmentation_type=self._options.segmentation_type,
         )
         total_s = time.perf_counter() - begin
         prediction = result.prediction.timings

@@ -37,12 +37,20 @@ FULL_READ_MAX_BYTES = 256 * 1024**2
 # them without reading the staging file back.
 KEEP_IN_MEMORY_BYTES = 1024 * 1024
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+# A DICOM file begins with a 128-byte preamble and "DICM", then the File Meta Information.
+PART10_PREFIX_BYTES = 132
+# The first element of a File Meta Information group: (0002,0000), (0002,0001) or (0002,0002).
+_FILE_META_STARTS = (b"\x02\x00\x00\x00", b"\x02\x00\x01\x00", b"\x02\x00\x02\x00")
 # Tolerated quirks are reported where the reader reports them.
 _reading_logger = logging.getLogger("radserve.dicom_io.reading.instances")
 
 
 class StagedFile:
     """A file being received into the store's ``tmp`` folder; counts and hashes its bytes.
+
+    A file that starts with its File Meta Information but without the preamble and "DICM"
+    prefix of PS3.10 (some toolkits write data sets that way) gets them: what is stored is
+    always a DICOM file.
 
     Raises:
         OSError: The file cannot be created (it must not exist yet).
@@ -53,6 +61,9 @@ class StagedFile:
         self._fp: IO[bytes] | None = path.open("xb")
         self._hash = hashlib.sha256()
         self._kept: bytearray | None = bytearray()
+        # The first bytes, held until it is known whether the file has its prefix.
+        self._head: bytearray | None = bytearray()
+        self.is_dicom_file = False  # known once the first bytes are in
         self.size_bytes = 0
         self.sha256 = ""
 
@@ -60,6 +71,22 @@ class StagedFile:
         """Append ``data``."""
         if self._fp is None:
             raise ValueError("the staged file is closed")
+        if self._head is not None:
+            self._head += data
+            if len(self._head) < PART10_PREFIX_BYTES:
+                return
+            data = self._take_head()
+        self._write(data)
+
+    def _take_head(self) -> bytes:
+        head, self._head = bytes(self._head or b""), None
+        if head[128:132] != b"DICM" and head[:4] in _FILE_META_STARTS:
+            head = bytes(128) + b"DICM" + head
+        self.is_dicom_file = head[128:132] == b"DICM"
+        return head
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        assert self._fp is not None
         self._fp.write(data)
         self._hash.update(data)
         self.size_bytes += len(data)
@@ -71,7 +98,7 @@ class StagedFile:
 
     def take_bytes(self) -> bytes | None:
         """The file's bytes when it is small enough to have been kept in memory (``None``
-        otherwise); given once, then released."""
+        otherwise); given once, then released. Call after :meth:`close`."""
         kept, self._kept = self._kept, None
         return None if kept is None else bytes(kept)
 
@@ -83,6 +110,8 @@ class StagedFile:
     def close(self) -> None:
         """Finish writing (not yet fsynced: the store does that)."""
         if self._fp is not None:
+            if self._head is not None:
+                self._write(self._take_head())
             self._fp.close()
             self._fp = None
             self.sha256 = self._hash.hexdigest()
@@ -92,7 +121,7 @@ class StagedFile:
         if self._fp is not None:
             self._fp.close()
             self._fp = None
-        self._kept = None
+        self._kept = self._head = None
         self.path.unlink(missing_ok=True)
 
 

@@ -27,10 +27,13 @@ class ViewerOptions:
         dicomweb_path: The DICOMweb root on this origin.
         thumbnail_rendering: How OHIF gets thumbnails: ``thumbnail`` (the server's
             ``/thumbnail`` resources) or ``wadors`` (drawn in the browser from frames).
+        load_multiframe_as_part10: Have OHIF fetch multi-frame objects whole (as Part 10
+            files) instead of frame by frame (OHIF's own default is on).
     """
 
     dicomweb_path: str = "/dicomweb"
     thumbnail_rendering: str = "thumbnail"
+    load_multiframe_as_part10: bool = False
 
 
 def app_config_js(options: ViewerOptions = ViewerOptions()) -> str:
@@ -53,7 +56,7 @@ def app_config_js(options: ViewerOptions = ViewerOptions()) -> str:
             "singlepart": False,
             "bulkDataURI": {"enabled": True},
             "omitQuotationForMultipartRequest": False,
-            "loadMultiframeAsPart10": False,
+            "loadMultiframeAsPart10": options.load_multiframe_as_part10,
         },
     }
     config = {

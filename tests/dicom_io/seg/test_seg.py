@@ -41,7 +41,7 @@ from tests.conftest import REPO_ROOT, ValidatorReport, require
 from tests.grids import onto_grid
 
 ALGORITHM = AlgorithmIdentity(name="test-model", version="1.2.3", model_sha256="ab" * 32)
-SEGMENTATION_TYPES = ("BINARY", "LABELMAP")
+SEGMENTATION_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
 DCMQI = REPO_ROOT / ".venv" / "bin" / "segimage2itkimage"
 
 pytestmark = [pytest.mark.shared_data]
@@ -72,7 +72,9 @@ def _highdicom_labels(path: Path, grid: Volume) -> npt.NDArray[Any]:
 
 
 def _dcmqi_labels(path: Path, grid: Volume, tmp_path: Path) -> npt.NDArray[Any]:
-    """dcmqi's ``segimage2itkimage`` (NRRD per segment, segment number as value) on ``grid``."""
+    """dcmqi's ``segimage2itkimage`` (NRRD per segment, segment number as value, or the
+    fractional value for FRACTIONAL, in ``<segment number>.nrrd``) on ``grid``."""
+    fractional = pydicom.dcmread(path, stop_before_pixels=True).SegmentationType == "FRACTIONAL"
     require(DCMQI.exists(), "dcmqi (segimage2itkimage) not installed")
     out = tmp_path / "dcmqi"
     out.mkdir()
@@ -85,6 +87,8 @@ def _dcmqi_labels(path: Path, grid: Volume, tmp_path: Path) -> npt.NDArray[Any]:
     combined = np.zeros(grid.shape, dtype=np.int64)
     for nrrd in sorted(out.glob("*.nrrd")):
         on_grid = _sitkonto_grid(nrrd, grid)
+        if fractional:
+            on_grid = np.where(on_grid >= 128, int(nrrd.stem), 0)
         assert not np.any((combined != 0) & (on_grid != 0)), "segments overlap"
         combined += on_grid
     return combined
@@ -363,6 +367,8 @@ def _highdicom_default(series: ImageSeries, labelmap: LabelMap, ours: Dataset) -
         device_serial_number=ours.DeviceSerialNumber,
         series_description=ours.SeriesDescription,
         content_description=ours.ContentDescription,
+        fractional_type=ours.get("SegmentationFractionalType", "PROBABILITY"),
+        max_fractional_value=int(ours.get("MaximumFractionalValue", 255)),
     )
     buffer = io.BytesIO()
     theirs.save_as(buffer)

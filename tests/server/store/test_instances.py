@@ -224,6 +224,39 @@ def test_garbage_and_truncated_input_is_refused(
     assert list((store.data_dir / "tmp").iterdir()) == []
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 20])
+def test_a_file_without_its_preamble_is_stored_as_a_dicom_file(
+    store: InstanceStore, demo_files: list[Path], chunk: int
+) -> None:
+    data = demo_files[0].read_bytes()
+    assert data[128:132] == b"DICM"
+    staged = store.staged_file()
+    for start in range(0, len(data) - 132, chunk):  # as a sender's toolkit may cut it
+        staged.write(data[132:][start : start + chunk])
+    with store.batch() as batch:
+        batch.add(staged)
+        (stored,) = batch.commit().stored
+    kept = stored.path.read_bytes()
+    assert kept[:132] == bytes(128) + b"DICM" and kept[132:] == data[132:]
+    assert stored.size_bytes == len(kept) and stored.sha256 == hashlib.sha256(kept).hexdigest()
+    assert (
+        pydicom.dcmread(io.BytesIO(kept)).SOPInstanceUID
+        == pydicom.dcmread(demo_files[0]).SOPInstanceUID
+    )
+
+
+def test_a_data_set_without_file_meta_is_refused(
+    store: InstanceStore, demo_files: list[Path]
+) -> None:
+    ds = Dataset(pydicom.dcmread(demo_files[0]))  # the data set alone, no file meta
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, implicit_vr=True, little_endian=True)
+    assert buffer.getvalue()[:2] == b"\x08\x00"
+    with pytest.raises(InstanceRejectedError, match="no File Meta Information before"):
+        store.store(buffer.getvalue())
+    assert not list((store.data_dir / "instances").rglob("*.dcm"))
+
+
 def test_large_instances_are_checked_without_reading_pixel_data(
     store: InstanceStore, demo_files: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,12 +12,14 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from playwright import sync_api as playwright_api
 
 from radserve.dicom_io import iter_instances
 from radserve.server import (
@@ -70,7 +72,7 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def processed(
     tmp_path_factory: pytest.TempPathFactory, demo_study: Path, chromium: Path
 ) -> Iterator[ProcessedStudy]:
@@ -114,3 +116,45 @@ def _wait_for_done(
                 return job
             time.sleep(0.5)
     raise AssertionError("the routed job did not finish in time")
+
+
+@contextmanager
+def viewer_page(
+    processed: ProcessedStudy, chromium: Path, *, app_config: str | None = None
+) -> Iterator[Any]:
+    """A Chromium page logged in to ``/viewer`` with the processed study open.
+
+    Every DICOMweb response (and every failed one) is recorded in ``processed.requests``.
+    ``app_config`` replaces the server's ``app-config.js`` in this browser only (to open the
+    study as an OHIF with other settings would).
+    """
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        page = context.new_page()
+        if app_config is not None:
+            page.route(
+                "**/viewer/app-config.js",
+                lambda route: route.fulfill(
+                    status=200, content_type="text/javascript", body=app_config
+                ),
+            )
+
+        def record(response: Any) -> None:
+            if "/dicomweb/" in response.url or response.status >= 400:
+                processed.requests.append((response.status, response.request.method, response.url))
+
+        page.on("response", record)
+        page.goto(
+            f"{processed.server.url}/viewer/viewer?StudyInstanceUIDs={processed.study_instance_uid}"
+        )
+        assert "/login" in page.url  # no session yet: the viewer asks for a login
+        page.fill("#token", READER_TOKEN)
+        page.click("button[type=submit]")
+        skip = page.get_by_text("Skip all")
+        skip.wait_for(timeout=60_000)
+        skip.click()
+        try:
+            yield page
+        finally:
+            browser.close()
