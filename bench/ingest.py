@@ -85,6 +85,7 @@ def build_uncompressed_ct(source: Path, out: Path, *, n_slices: int = 300) -> Pa
         np.dot(np.asarray(slices[1].ImagePositionPatient, dtype=float) - first, normal)
     )
     series_uid = generate_uid()
+    study_uid = str(slices[0].get("StudyInstanceUID", "") or "") or generate_uid()
     out.mkdir(parents=True, exist_ok=True)
     for k in range(n_slices):
         ds = copy.deepcopy(slices[k % len(slices)])
@@ -93,6 +94,7 @@ def build_uncompressed_ct(source: Path, out: Path, *, n_slices: int = 300) -> Pa
         ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
         ds.SOPClassUID = CTImageStorage  # the real slices have a blank one
         ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        ds.StudyInstanceUID = study_uid  # blank in the real slices
         ds.SeriesInstanceUID = series_uid
         ds.InstanceNumber = k + 1
         position = first + k * spacing_mm * normal

@@ -5,9 +5,11 @@
 "source"?}``: ``model`` is ``name`` (its newest version) or ``name/version``; ``destinations``
 are names of configured destinations (default: all of them; ``[]`` for none); ``source`` is
 ``local`` (default: the study must be in the store) or the name of a configured pull source.
-It answers 202 with the job and a ``Location`` header, 400 for an unknown destination or
-source, 404 for an unknown model or a study (series) the store does not hold, and 503 with
-``Retry-After`` when the queue is full. A job shows its state, stage, per-stage timings,
+The token is checked before any of the body is read, and the body is read up to
+:data:`MAX_JOB_REQUEST_BYTES` (413 beyond). It answers 202 with the job and a ``Location``
+header, 400 for a malformed body or an unknown destination or source, 404 for an unknown
+model or a study (series) the store does not hold, and 503 with ``Retry-After`` when the
+queue is full. A job shows its state, stage, per-stage timings,
 error, result UIDs, one export record per destination (attempts, last error, next try) and,
 for a model with radiomics, ``radiomics``: the parameter set and per segment its label,
 name, volume, number of features and skipped features.
@@ -29,13 +31,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from radserve.radiomics import feature_csv
 from radserve.server.deps import JobsDep, StateDep, require_role
 from radserve.server.errors import (
     MalformedRequestError,
     NotAcceptableError,
+    PayloadTooLargeError,
     ServiceBusyError,
 )
 from radserve.server.jobs.queue import Job, JobFeatures, JobSpec, JobState
@@ -55,6 +59,8 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 _UID = r"^[0-9]+(\.[0-9]+)*$"
 _MODEL = r"^[a-z0-9][a-z0-9._-]*(/[0-9A-Za-z.+-]+)?$"
 MAX_LIMIT = 1000
+# A job request is a few UIDs and names: far below this.
+MAX_JOB_REQUEST_BYTES = 64 * 1024
 CSV = "text/csv"
 JSON = "application/json"
 
@@ -140,15 +146,56 @@ def _features_json(job_id: str, features: JobFeatures | None) -> dict[str, Any] 
     }
 
 
+async def read_bounded_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it (or its Content-Length) passes
+    ``limit`` bytes, so that no more than ``limit`` bytes are ever held."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        if not declared.isdigit():
+            raise MalformedRequestError("Content-Length is not a number")
+        raise PayloadTooLargeError(f"request body is larger than the limit of {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"request body is larger than the limit of {limit} bytes")
+    return bytes(body)
+
+
+def _job_request(body: bytes) -> JobRequest:
+    try:
+        return JobRequest.model_validate_json(body)
+    except ValidationError as exc:
+        problems = [
+            ".".join(str(part) for part in ("body", *error.get("loc", ())))
+            + ": "
+            + error.get("msg", "")
+            for error in exc.errors(include_input=False)
+        ]  # without the input values, which may be patient data
+        raise MalformedRequestError("invalid request: " + "; ".join(problems)[:500]) from exc
+
+
 @router.post(
     "",
     status_code=202,
     summary="Create a job",
     dependencies=[Depends(require_role(Role.SUBMIT))],
     response_model=JobView,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": JobRequest.model_json_schema()}},
+        }
+    },
 )
-def create_job(body: JobRequest, state: StateDep, jobs: JobsDep) -> JSONResponse:
+async def create_job(request: Request, state: StateDep, jobs: JobsDep) -> JSONResponse:
     """Queue a job running a model on a study or series."""
+    # The role dependency has run: nothing of the body is read before authentication.
+    body = _job_request(await read_bounded_body(request, MAX_JOB_REQUEST_BYTES))
+    return await run_in_threadpool(_create_job, body, state, jobs)
+
+
+def _create_job(body: JobRequest, state: StateDep, jobs: JobsDep) -> JSONResponse:
     services = jobs
     settings = state.settings
     model = services.registry.resolve(body.model)

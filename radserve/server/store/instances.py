@@ -286,7 +286,12 @@ class InstanceStore:
             _check_instance(ds, study_instance_uid)
         except DicomIOError as exc:
             return FailedInstance(sop_class_uid, sop_instance_uid, exc)
-        return self._pending(staged, ds)
+        try:
+            return self._pending(staged, ds)
+        except Exception as exc:  # pydicom raises many types on malformed elements
+            logger.warning("received instance not indexable (%s)", type(exc).__name__)
+            error = InvalidDicomError(f"an element cannot be read ({type(exc).__name__})")
+            return FailedInstance(sop_class_uid, sop_instance_uid, error)
 
     def _pending(self, staged: StagedFile, ds: Dataset) -> PendingInstance:
         study, series = text_value(ds, "StudyInstanceUID"), text_value(ds, "SeriesInstanceUID")

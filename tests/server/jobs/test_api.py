@@ -27,6 +27,8 @@ from .conftest import (
 
 pytestmark = pytest.mark.anyio
 
+JSON = "application/json"
+
 Client = httpx.AsyncClient
 MakeClient = Callable[..., Awaitable[tuple[Client, ServerLifecycle]]]
 
@@ -119,6 +121,38 @@ async def test_post_jobs_checks_everything_before_queueing(
     assert len(listed.json()["jobs"]) == 1
     for params in ({"state": "lost"}, {"limit": 0}):
         assert (await client.get("/jobs", params=params, headers=auth("reader"))).status_code == 400
+
+
+async def test_post_jobs_authenticates_before_reading_the_body_and_bounds_it(
+    make_client: MakeClient,
+) -> None:
+    client, _ = await make_client(routing_enabled=False)
+    sent: list[int] = []
+
+    async def huge() -> AsyncIterator[bytes]:  # 400 MiB, if it were all read
+        for _ in range(400):
+            sent.append(1)
+            yield b" " * 1024**2
+
+    anonymous = await client.post("/jobs", content=huge(), headers={"Content-Type": JSON})
+    assert anonymous.status_code == 401
+    assert len(sent) <= 1, f"{len(sent)} MiB of an unauthenticated body were read"
+    sent.clear()
+    oversized = await client.post(
+        "/jobs", content=huge(), headers={**auth("submitter"), "Content-Type": JSON}
+    )
+    assert oversized.status_code == 413
+    assert len(sent) <= 2, f"{len(sent)} MiB read of a body over the limit"
+    declared = await client.post(
+        "/jobs",
+        content=b"{}",
+        headers={**auth("submitter"), "Content-Type": JSON, "Content-Length": str(1024**3)},
+    )
+    assert declared.status_code == 413
+    for body in (b"", b"{", b"[]", b'{"study_instance_uid": 1}', b"\xff\xfe"):
+        bad = await client.post("/jobs", content=body, headers=auth("submitter"))
+        assert bad.status_code == 400, body
+        assert bad.json()["error"].startswith("invalid request")
 
 
 async def test_a_full_queue_answers_503_with_retry_after(

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pydicom
 import pytest
+from pydicom.uid import ExplicitVRLittleEndian
 
 from radserve.server import (
     CANNOT_UNDERSTAND,
@@ -105,6 +106,27 @@ async def test_garbage_and_truncated_parts_fail_with_cannot_understand(
     only_bad = await _stow(client, multipart(parts[:2]))
     assert only_bad.status_code == 400
     assert "truncated" in only_bad.headers["warning"]
+
+
+@pytest.mark.parametrize("vr", [b"ZZ", b"\x00\x01"])
+async def test_an_element_of_unknown_vr_fails_its_part_only(
+    client: httpx.AsyncClient, demo_files: list[Path], app: Any, vr: bytes
+) -> None:
+    ds = pydicom.dcmread(demo_files[0])
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    accession = b"\x08\x00\x50\x00SH"  # Accession Number, explicit VR
+    assert data.count(accession) == 1
+    hostile = data.replace(accession, accession[:4] + vr)
+    response = await _stow(client, multipart([hostile, demo_files[1].read_bytes()]))
+    assert response.status_code == 202
+    [failed] = _items(response, "00081198")
+    assert _value(failed, "00081197") == CANNOT_UNDERSTAND
+    assert len(_items(response, "00081199")) == 1
+    assert len(app.state.radserve.store.get_instances(STUDY_UID)) == 1
+    assert not list((app.state.radserve.store.data_dir / "tmp").iterdir())
 
 
 async def test_part_of_another_type_fails(client: httpx.AsyncClient) -> None:
