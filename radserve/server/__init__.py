@@ -47,6 +47,7 @@ from radserve.server.jobs import (
     run_pipeline,
     series_facts,
 )
+from radserve.server.metadata_cache import MetadataCache
 from radserve.server.metrics import (
     Counter,
     Histogram,
@@ -101,6 +102,7 @@ from radserve.server.store import (
     InstanceStore,
     QueryError,
     QueryLevel,
+    StoredInstance,
     StoreError,
     StoreFullError,
     index_columns,
@@ -148,6 +150,7 @@ __all__ = [
     "JobSpec",
     "JobState",
     "MalformedRequestError",
+    "MetadataCache",
     "ModelRegistry",
     "ModelRegistryError",
     "MultipartParser",
@@ -177,6 +180,7 @@ __all__ = [
     "Stage",
     "StoreError",
     "StoreFullError",
+    "StoredInstance",
     "ViewerInstallError",
     "ViewerOptions",
     "ViewerSite",

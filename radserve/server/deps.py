@@ -22,6 +22,7 @@ from radserve.server.errors import PermissionDeniedError
 from radserve.server.jobs.export import Exporter
 from radserve.server.jobs.queue import JobQueue
 from radserve.server.jobs.worker import WorkerPool
+from radserve.server.metadata_cache import MetadataCache
 from radserve.server.metrics import ServerMetrics
 from radserve.server.registry import ModelRegistry
 from radserve.server.session import SESSION_COOKIE, SessionSigner
@@ -76,6 +77,7 @@ class ServerState:
         readiness_checks: Named checks run by ``/readyz`` besides the store's.
         jobs: The job components; ``None`` for a DICOMweb-only app.
         viewer: The installed web viewer; ``None`` when none is configured.
+        metadata_cache: The DICOM JSON of recently retrieved instances.
     """
 
     settings: ServerSettings
@@ -86,6 +88,7 @@ class ServerState:
     readiness_checks: Mapping[str, ReadinessCheck] = field(default_factory=dict)
     jobs: JobServices | None = None
     viewer: ViewerSite | None = None
+    metadata_cache: MetadataCache = field(default_factory=MetadataCache)
 
 
 def get_state(request: Request) -> ServerState:

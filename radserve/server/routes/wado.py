@@ -24,7 +24,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from radserve.server.deps import StoreDep, dicomweb_url, require_role
+from radserve.server.deps import StateDep, StoreDep, dicomweb_url, require_role
 from radserve.server.routes.retrieve import (
     bulkdata_response,
     choose_media_type,
@@ -76,33 +76,47 @@ def retrieve_instance(
 
 
 @router.get("/studies/{study}/metadata", summary="Retrieve a study's metadata")
-def retrieve_study_metadata(request: Request, store: StoreDep, study: str) -> StreamingResponse:
+def retrieve_study_metadata(
+    request: Request, state: StateDep, store: StoreDep, study: str
+) -> StreamingResponse:
     """The metadata of every instance of a study."""
     instances = store.get_instances(study)
     return metadata_response(
-        _accept(request), instances, dicomweb_url(request), max_bytes=store.max_instance_bytes
+        _accept(request),
+        instances,
+        dicomweb_url(request),
+        max_bytes=store.max_instance_bytes,
+        cache=state.metadata_cache,
     )
 
 
 @router.get("/studies/{study}/series/{series}/metadata", summary="Retrieve a series' metadata")
 def retrieve_series_metadata(
-    request: Request, store: StoreDep, study: str, series: str
+    request: Request, state: StateDep, store: StoreDep, study: str, series: str
 ) -> StreamingResponse:
     """The metadata of every instance of a series."""
     instances = store.get_instances(study, series)
     return metadata_response(
-        _accept(request), instances, dicomweb_url(request), max_bytes=store.max_instance_bytes
+        _accept(request),
+        instances,
+        dicomweb_url(request),
+        max_bytes=store.max_instance_bytes,
+        cache=state.metadata_cache,
     )
 
 
 @router.get(INSTANCE + "/metadata", summary="Retrieve an instance's metadata")
 def retrieve_instance_metadata(
-    request: Request, store: StoreDep, study: str, series: str, instance: str
+    request: Request, state: StateDep, store: StoreDep, study: str, series: str, instance: str
 ) -> StreamingResponse:
     """The metadata of one instance."""
     instances = store.get_instances(study, series, instance)
     return metadata_response(
-        _accept(request), instances, dicomweb_url(request), max_bytes=store.max_instance_bytes
+        _accept(request),
+        instances,
+        dicomweb_url(request),
+        max_bytes=store.max_instance_bytes,
+        cache=state.metadata_cache,
     )
 
 

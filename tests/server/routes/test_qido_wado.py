@@ -166,6 +166,20 @@ async def test_metadata_links_pixel_data(
     assert ct["00200032"]["Value"] == [float(v) for v in ds.ImagePositionPatient]
 
 
+async def test_metadata_served_again_is_the_same_under_each_root(
+    client: httpx.AsyncClient, stored: dict[str, Path], app: Any
+) -> None:
+    path = f"/dicomweb/studies/{STUDY_UID}/metadata"
+    first = (await client.get(path, headers=READ)).json()
+    assert app.state.radserve.metadata_cache.size_bytes > 0  # kept
+    again = (await client.get(path, headers=READ)).json()
+    assert again == first
+    elsewhere = (await client.get(path, headers={**READ, "Host": "pacs.example:8443"})).json()
+    uris = [item["7FE00010"]["BulkDataURI"] for item in elsewhere if "7FE00010" in item]
+    assert uris and all(u.startswith("http://pacs.example:8443/dicomweb/studies/") for u in uris)
+    assert all("radserve-dicomweb-root" not in str(item) for item in elsewhere)
+
+
 async def test_unknown_uids_and_bad_accept(
     client: httpx.AsyncClient, stored: dict[str, Path]
 ) -> None:

@@ -13,6 +13,7 @@ for a value in a sequence item the path of tags and item indices, ``.../bulkdata
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -21,6 +22,7 @@ from fastapi.responses import StreamingResponse
 from pydicom.dataset import Dataset
 
 from radserve.dicom_io import read_instance
+from radserve.server.metadata_cache import ROOT_PLACEHOLDER, MetadataCache
 from radserve.server.routes.multipart import closing_delimiter, new_boundary, part_header
 from radserve.server.routes.retrieve.accept import MULTIPART, Offer, negotiate
 from radserve.server.routes.retrieve.pixels import pixel_layout
@@ -118,17 +120,30 @@ def metadata_json(instance: StoredInstance, base: str, *, max_bytes: int) -> dic
 
 
 def metadata_response(
-    accept: str | None, instances: Sequence[StoredInstance], base: str, *, max_bytes: int
+    accept: str | None,
+    instances: Sequence[StoredInstance],
+    base: str,
+    *,
+    max_bytes: int,
+    cache: MetadataCache | None = None,
 ) -> StreamingResponse:
-    """The metadata of ``instances`` as a DICOM JSON array, streamed."""
+    """The metadata of ``instances`` as a DICOM JSON array, streamed; each instance's text
+    from ``cache`` when it holds it."""
     negotiate(accept, METADATA_OFFERS)
+    root = json.dumps(base, ensure_ascii=False)[1:-1]  # as it reads inside a JSON string
+
+    def build(instance: StoredInstance) -> str:
+        item = metadata_json(instance, ROOT_PLACEHOLDER, max_bytes=max_bytes)
+        return json.dumps(item, ensure_ascii=False)
 
     def body() -> Iterator[bytes]:
         yield b"["
         for k, instance in enumerate(instances):
-            text = json.dumps(
-                metadata_json(instance, base, max_bytes=max_bytes), ensure_ascii=False
-            )
+            if cache is None:
+                text = build(instance)
+            else:
+                text = cache.text(instance, functools.partial(build, instance))
+            text = text.replace(ROOT_PLACEHOLDER, root)
             yield (("," if k else "") + text).encode("utf-8")
         yield b"]"
 
