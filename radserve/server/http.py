@@ -9,8 +9,9 @@ traceback frames only (a foreign exception's message may quote data).
 
 Request ids: ``X-Request-ID`` is taken from the request when it is a short token, else
 generated, and sent back on every response. One access log line per request gives the
-method, the path with UIDs replaced by ``{uid}`` and without the query string (query values
-may be patient names), the status and the duration.
+method, the path with UIDs replaced by ``{uid}`` and anything but plain words by ``{text}``
+(:func:`loggable_path`), without the query string (query values may be patient names), the
+status and the duration.
 """
 
 from __future__ import annotations
@@ -96,7 +97,24 @@ STATUS_BY_EXCEPTION: tuple[tuple[type[Exception], int], ...] = (
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-_UID_IN_PATH = re.compile(r"(?<=/)\d+(\.\d+)+(?=/|$)")
+_UID = re.compile(r"\d+(\.\d+)+")
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9._,-]{1,64}")
+_MAX_LOGGED_SEGMENTS = 16
+
+
+def loggable_path(path: str) -> str:
+    """A request path as the access log writes it: UID segments as ``{uid}``, segments that
+    are not plain words (free text, control characters, anything percent-decoded into
+    another character) as ``{text}``, at most :data:`_MAX_LOGGED_SEGMENTS` of them; so a
+    log line can neither carry patient data from a path nor be forged by one."""
+    segments = path.split("/")[1:]
+    shown = [
+        "{uid}" if _UID.fullmatch(s) else s if _PLAIN_SEGMENT.fullmatch(s) or not s else "{text}"
+        for s in segments[:_MAX_LOGGED_SEGMENTS]
+    ]
+    if len(segments) > _MAX_LOGGED_SEGMENTS:
+        shown.append("...")
+    return "/" + "/".join(shown)
 
 
 def status_for(exc: BaseException) -> int:
@@ -191,7 +209,7 @@ class RequestContextMiddleware:
             logger.info(
                 "%s %s -> %d in %.1f ms [request %s]",
                 scope["method"],
-                _UID_IN_PATH.sub("{uid}", scope["path"]),
+                loggable_path(scope["path"]),
                 status,
                 (time.perf_counter() - begin) * 1000,
                 request_id,

@@ -254,7 +254,7 @@ def list_jobs(
     series_instance_uid: Annotated[str | None, Query(pattern=_UID, max_length=64)] = None,
     model: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> dict[str, list[dict[str, Any]]]:
     """Jobs matching the filters, newest first."""
     jobs = jobs_.queue.find(

@@ -64,6 +64,10 @@ def matchable_keywords(level: QueryLevel) -> frozenset[str]:
     return frozenset(keywords)
 
 
+# The largest limit or offset of a query (SQLite takes 64-bit integers; no store is larger).
+MAX_OFFSET = 10**9
+
+
 def search_sql(query: InstanceQuery) -> tuple[str, list[Any]]:
     """The SQL (and its parameters) of a query; rows as :func:`result_json` reads them.
 
@@ -73,6 +77,8 @@ def search_sql(query: InstanceQuery) -> tuple[str, list[Any]]:
     """
     if (query.limit is not None and query.limit < 0) or query.offset < 0:
         raise QueryError("limit and offset must not be negative")
+    if query.offset > MAX_OFFSET or (query.limit or 0) > MAX_OFFSET:
+        raise QueryError(f"limit and offset must be at most {MAX_OFFSET}")
     level = query.level
     where: list[str] = []
     params: list[Any] = []

@@ -119,7 +119,7 @@ async def test_post_jobs_checks_everything_before_queueing(
         "/jobs", params={"state": "queued", "limit": 1}, headers=auth("reader")
     )
     assert len(listed.json()["jobs"]) == 1
-    for params in ({"state": "lost"}, {"limit": 0}):
+    for params in ({"state": "lost"}, {"limit": 0}, {"offset": 2**63}, {"offset": -1}):
         assert (await client.get("/jobs", params=params, headers=auth("reader"))).status_code == 400
 
 

@@ -124,3 +124,21 @@ async def test_dev_token_has_every_role_and_is_logged(
             ).status_code == 401
     finally:
         app.state.radserve.store.close()
+
+
+async def test_access_log_lines_cannot_be_forged_or_carry_path_text(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="radserve")
+    forged = "/healthz%0A2026-12-07 11:00:00 ERROR radserve: forged%0D"
+    await client.get(forged)
+    await client.get("/dicomweb/studies/1.2.3/series/DOE%5EJOHN%20born%201970")
+    await client.get("/" + "/".join(["a"] * 40))
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("radserve")]
+    access = [m for m in lines if " -> " in m]
+    assert len(access) == 3
+    assert all("\n" not in m and "\r" not in m for m in lines)
+    assert not [m for m in lines if "forged" in m or "DOE" in m or "1970" in m]
+    assert access[0].startswith("GET /{text} -> 404")
+    assert access[1].startswith("GET /dicomweb/studies/{uid}/series/{text} -> ")
+    assert access[2].startswith("GET /" + "a/" * 15 + "a/... -> 404")

@@ -103,6 +103,8 @@ async def test_search_without_match_and_paging(
         ({"99990010": "1"}, "not a known DICOM attribute tag"),
         ({"limit": "-1"}, "limit must be a non-negative integer"),
         ({"offset": "x"}, "offset must be a non-negative integer"),
+        ({"offset": str(2**63)}, "offset must be at most"),
+        ({"offset": "9" * 5000}, "offset must be a non-negative integer"),
         ({"StudyDate": "yesterday"}, "StudyDate value or range is malformed"),
         ({"includefield": "Bogus"}, "not a DICOM attribute keyword"),
         ({"ReferencedSOPSequence.ReferencedSOPInstanceUID": "1"}, "sequence matching"),
