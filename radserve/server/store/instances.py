@@ -42,7 +42,9 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 from radserve.dicom_io import (
     DEFAULT_MAX_INSTANCE_BYTES,
@@ -113,6 +115,8 @@ CommitListener = Callable[[Sequence[StoredInstance]], None]
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 _SYNC_THREADS = 8
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_PIXEL_DATA_TAG = 0x7FE00010
+_UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
 class InstanceStore:
@@ -466,9 +470,28 @@ def _check_instance(ds: Dataset, study_instance_uid: str | None) -> None:
             raise InstanceRejectedError(f"instance has a malformed {keyword}")
     if any(keyword in ds for keyword in _PIXEL_KEYWORDS):
         check_transfer_syntax(transfer_syntax_of(ds))
+        _check_pixel_encoding(ds)
     if study_instance_uid is not None and text_value(ds, "StudyInstanceUID") != study_instance_uid:
         raise InstanceRejectedError(
             "instance is not in the study of the request (Study Instance UID differs)"
+        )
+
+
+def _check_pixel_encoding(ds: Dataset) -> None:
+    """Pixel Data encapsulated (undefined length) exactly when the transfer syntax is a
+    compressed one."""
+    element = ds.get_item(_PIXEL_DATA_TAG)
+    if element is None:
+        return  # the header of a large instance, or float pixel data
+    if isinstance(element, RawDataElement):
+        encapsulated = element.length == _UNDEFINED_LENGTH
+    else:
+        encapsulated = element.is_undefined_length
+    syntax = UID(transfer_syntax_of(ds))
+    if encapsulated != syntax.is_compressed:
+        found = "encapsulated" if encapsulated else "native"
+        raise InstanceRejectedError(
+            f"Pixel Data is {found}, which the transfer syntax {syntax.name} does not allow"
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import httpx
 import pydicom
 import pytest
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from radserve.server import (
     CANNOT_UNDERSTAND,
@@ -127,6 +128,38 @@ async def test_an_element_of_unknown_vr_fails_its_part_only(
     assert len(_items(response, "00081199")) == 1
     assert len(app.state.radserve.store.get_instances(STUDY_UID)) == 1
     assert not list((app.state.radserve.store.data_dir / "tmp").iterdir())
+
+
+async def test_a_zip_part_is_refused_not_stored(
+    client: httpx.AsyncClient, demo_files: list[Path], app: Any
+) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("IM1.dcm", demo_files[0].read_bytes())
+    response = await _stow(client, multipart([buffer.getvalue(), demo_files[1].read_bytes()]))
+    assert response.status_code == 202
+    [failed] = _items(response, "00081198")
+    assert _value(failed, "00081197") == DATA_SET_DOES_NOT_MATCH_SOP_CLASS
+    assert "not a DICOM file" in response.headers["warning"]
+    assert len(app.state.radserve.store.get_instances(STUDY_UID)) == 1
+
+
+async def test_a_transfer_syntax_that_does_not_match_the_pixel_encoding_is_refused(
+    client: httpx.AsyncClient, demo_files: list[Path]
+) -> None:
+    ds = pydicom.dcmread(demo_files[0])
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    explicit = f"{ExplicitVRLittleEndian}\0".encode()
+    assert buffer.getvalue().count(explicit) == 1
+    # RLE Lossless declared (same length in the file meta), the pixels left native.
+    lying = buffer.getvalue().replace(explicit, f"{RLELossless}\0".encode())
+    response = await _stow(client, multipart([lying]))
+    assert response.status_code == 409
+    [failed] = _items(response, "00081198")
+    assert _value(failed, "00081197") == DATA_SET_DOES_NOT_MATCH_SOP_CLASS
+    assert "Pixel Data is native" in response.headers["warning"]
 
 
 async def test_part_of_another_type_fails(client: httpx.AsyncClient) -> None:
