@@ -12,6 +12,7 @@ from radserve.inference.errors import (
     ModelIntegrityError,
     ModelNotFoundError,
     ModelRunError,
+    NetworkGridTooLargeError,
     PreprocessingError,
     SeriesNotAcceptedError,
 )
@@ -45,6 +46,7 @@ from radserve.inference.predictor import (
     Predictor,
 )
 from radserve.inference.preprocessing import (
+    MAX_NETWORK_VOXELS,
     labels_to_source,
     network_grid_size,
     preprocess,
@@ -71,6 +73,7 @@ __all__ = [
     "CUDA",
     "DEFAULT_PROVIDERS",
     "MANIFEST_FILE",
+    "MAX_NETWORK_VOXELS",
     "MODEL_FILE",
     "ExecutionProviderError",
     "IncompatibleModelError",
@@ -85,6 +88,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelPackage",
     "ModelRunError",
+    "NetworkGridTooLargeError",
     "OnnxSession",
     "Prediction",
     "Predictor",

@@ -41,5 +41,10 @@ class PreprocessingError(InferenceError):
     """A volume cannot be brought to the network's grid (e.g. it is empty after resampling)."""
 
 
+class NetworkGridTooLargeError(PreprocessingError):
+    """The volume on the network grid would take more memory than inference may use (a
+    series with an implausible spacing or size)."""
+
+
 class SeriesNotAcceptedError(InferenceError):
     """The series does not match the model's input selection rules."""

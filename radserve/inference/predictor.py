@@ -25,7 +25,7 @@ from radserve.inference.errors import (
 )
 from radserve.inference.package import ModelPackage, check_model_io
 from radserve.inference.postprocessing import labels_from_logits, remove_small_components
-from radserve.inference.preprocessing import labels_to_source, preprocess
+from radserve.inference.preprocessing import labels_to_source, max_network_voxels, preprocess
 from radserve.inference.runtime import OnnxSession, RuntimeSettings
 from radserve.inference.sliding_window import SlidingWindowOptions, sliding_window_inference
 
@@ -74,6 +74,9 @@ class Predictor:
     Args:
         package: A loaded, verified model package.
         runtime: Execution providers and thread counts (default: TensorRT, CUDA, CPU).
+        memory_budget_bytes: The memory one prediction may use; a series whose network grid
+            would need more is refused before it is resampled (``None``: only
+            :data:`~radserve.inference.preprocessing.MAX_NETWORK_VOXELS` applies).
 
     Raises:
         ExecutionProviderError: None of the requested providers is available.
@@ -81,8 +84,17 @@ class Predictor:
         IncompatibleModelError: The model's tensors do not fit the manifest.
     """
 
-    def __init__(self, package: ModelPackage, *, runtime: RuntimeSettings | None = None) -> None:
+    def __init__(
+        self,
+        package: ModelPackage,
+        *,
+        runtime: RuntimeSettings | None = None,
+        memory_budget_bytes: int | None = None,
+    ) -> None:
         self.package = package
+        self.max_network_voxels = max_network_voxels(
+            memory_budget_bytes, package.manifest.output_channels
+        )
         self._session = OnnxSession(package.model_path, settings=runtime)
         check_model_io(self._session.io, package.manifest)
         spec = package.manifest.inference
@@ -110,13 +122,14 @@ class Predictor:
 
         Raises:
             InferenceTimeoutError: ``deadline`` passed during the prediction.
-            PreprocessingError: The volume cannot be brought onto the network grid.
+            PreprocessingError: The volume cannot be brought onto the network grid
+                (:class:`NetworkGridTooLargeError`: not within the memory budget).
             ModelRunError: ONNX Runtime failed, or the model produced non-finite values.
             IncompatibleModelError: The model's output does not have the expected shape.
         """
         manifest = self.package.manifest
         started = time.perf_counter()
-        image = preprocess(volume, manifest.preprocessing)
+        image = preprocess(volume, manifest.preprocessing, max_voxels=self.max_network_voxels)
         preprocessed = time.perf_counter()
         windows = 0
 

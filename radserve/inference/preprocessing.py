@@ -40,7 +40,7 @@ import numpy.typing as npt
 import SimpleITK as sitk
 
 from radserve.dicom_io import Grid, Volume
-from radserve.inference.errors import PreprocessingError
+from radserve.inference.errors import NetworkGridTooLargeError
 from radserve.inference.manifest import IntensitySpec, PreprocessingSpec, ScaleToUnit
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,26 @@ SPACING_ATOL_MM = 1e-6
 """Spacings closer than this to the target are not resampled."""
 
 MAX_NETWORK_VOXELS = 2**30
-"""Largest network grid accepted (a guard against a target spacing far below the source's)."""
+"""Largest network grid accepted whatever the memory budget (see :func:`max_network_voxels`)."""
+
+# Bytes one network voxel costs at most during a prediction, besides the per-channel ones:
+# the resampled image and the network input (float32 each), the label map.
+_BYTES_PER_VOXEL = 4 + 4 + 2
+# ... and per output channel: the blended logits and their accumulator (float32 each).
+_BYTES_PER_VOXEL_AND_CHANNEL = 8
+
+
+def network_bytes_per_voxel(output_channels: int) -> int:
+    """An upper estimate of the memory one network-grid voxel takes during a prediction."""
+    return _BYTES_PER_VOXEL + _BYTES_PER_VOXEL_AND_CHANNEL * max(1, output_channels)
+
+
+def max_network_voxels(memory_budget_bytes: int | None, output_channels: int) -> int:
+    """The largest network grid a prediction may use within ``memory_budget_bytes``
+    (``None``: :data:`MAX_NETWORK_VOXELS`)."""
+    if memory_budget_bytes is None:
+        return MAX_NETWORK_VOXELS
+    return min(MAX_NETWORK_VOXELS, memory_budget_bytes // network_bytes_per_voxel(output_channels))
 
 
 @dataclass(frozen=True)
@@ -72,15 +91,18 @@ class PreprocessedImage:
         return (int(x), int(y), int(z))
 
 
-def preprocess(volume: Volume, spec: PreprocessingSpec) -> PreprocessedImage:
+def preprocess(
+    volume: Volume, spec: PreprocessingSpec, *, max_voxels: int = MAX_NETWORK_VOXELS
+) -> PreprocessedImage:
     """Bring ``volume`` onto the network grid and normalise it (see the module docstring).
 
     Raises:
-        PreprocessingError: The network grid would exceed :data:`MAX_NETWORK_VOXELS`.
+        NetworkGridTooLargeError: The network grid would exceed ``max_voxels``; checked
+            before anything is resampled.
     """
     image = sitk.Cast(volume.to_sitk(), sitk.sitkFloat32)
     oriented = sitk.DICOMOrient(image, spec.orientation)
-    resampled = resample_to_spacing(oriented, spec.target_spacing_mm)
+    resampled = resample_to_spacing(oriented, spec.target_spacing_mm, max_voxels=max_voxels)
     zyx = sitk.GetArrayViewFromImage(resampled)
     array = apply_intensity(zyx.transpose(2, 1, 0), spec.intensity)
     return PreprocessedImage(array=array[np.newaxis], reference=resampled)
@@ -98,22 +120,33 @@ def network_grid_size(
 
 
 def resample_to_spacing(
-    image: sitk.Image, target_spacing_mm: tuple[float, float, float]
+    image: sitk.Image,
+    target_spacing_mm: tuple[float, float, float],
+    *,
+    max_voxels: int = MAX_NETWORK_VOXELS,
 ) -> sitk.Image:
     """Resample ``image`` to ``target_spacing_mm``, same origin and direction (linear).
 
     Raises:
-        PreprocessingError: The new grid would exceed :data:`MAX_NETWORK_VOXELS`.
+        NetworkGridTooLargeError: The new grid (or the image, when it needs no resampling)
+            would exceed ``max_voxels``.
     """
     spacing = tuple(float(s) for s in image.GetSpacing())
-    if np.allclose(spacing, target_spacing_mm, rtol=0.0, atol=SPACING_ATOL_MM):
-        return image
-    size = network_grid_size(image.GetSize(), spacing, target_spacing_mm)
-    if int(np.prod(size, dtype=np.int64)) > MAX_NETWORK_VOXELS:
-        raise PreprocessingError(
-            f"resampling to {list(target_spacing_mm)} mm gives a {list(size)} grid, more than "
-            f"{MAX_NETWORK_VOXELS} voxels"
+    unchanged = np.allclose(spacing, target_spacing_mm, rtol=0.0, atol=SPACING_ATOL_MM)
+    size = (
+        tuple(int(n) for n in image.GetSize())
+        if unchanged
+        else network_grid_size(image.GetSize(), spacing, target_spacing_mm)
+    )
+    voxels = int(np.prod(size, dtype=np.int64))
+    if voxels > max_voxels:
+        raise NetworkGridTooLargeError(
+            f"the series on the model's {list(target_spacing_mm)} mm grid is {list(size)} "
+            f"voxels ({voxels}), more than the {max_voxels} the inference memory budget allows "
+            f"(source spacing {[round(s, 3) for s in spacing]} mm)"
         )
+    if unchanged:
+        return image
     # Replicate the last voxels wherever the grid reaches past the last voxel centre, so that
     # linear interpolation clamps per axis there (MONAI "border"), rather than ITK's
     # extrapolator taking the nearest voxel in all three axes.

@@ -171,6 +171,7 @@ def open_server(settings: ServerSettings) -> ServerLifecycle:
             intra_op_threads=settings.inference_threads,
         ),
         inference_concurrency=settings.inference_concurrency,
+        inference_memory_bytes=settings.inference_memory_mb * 1024**2,
         radiomics=RadiomicsOptions(
             enabled=settings.radiomics,
             workers=settings.radiomics_workers,

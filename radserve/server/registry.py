@@ -63,12 +63,18 @@ class GatedPredictor(Predictor):
         package: The loaded package.
         runtime: Providers and thread counts.
         gate: The semaphore shared by every model of the registry.
+        memory_budget_bytes: The memory one prediction may use (see :class:`Predictor`).
     """
 
     def __init__(
-        self, package: ModelPackage, *, runtime: RuntimeSettings, gate: threading.Semaphore
+        self,
+        package: ModelPackage,
+        *,
+        runtime: RuntimeSettings,
+        gate: threading.Semaphore,
+        memory_budget_bytes: int | None = None,
     ) -> None:
-        super().__init__(package, runtime=runtime)
+        super().__init__(package, runtime=runtime, memory_budget_bytes=memory_budget_bytes)
         self._gate = gate
 
     def predict(self, volume: Volume, *, deadline: float | None = None) -> Prediction:
@@ -110,6 +116,7 @@ class ModelRegistry:
         inference_concurrency: Predictions running at once, over all models.
         require_models: Refuse an empty ``models_dir``.
         radiomics: Whether and where radiomics runs (default: on, in the job's thread).
+        inference_memory_bytes: The memory one prediction may use (see :class:`Predictor`).
 
     Raises:
         ModelRegistryError: A package is invalid (its radiomics parameter set included), or
@@ -124,6 +131,7 @@ class ModelRegistry:
         inference_concurrency: int = 1,
         require_models: bool = True,
         radiomics: RadiomicsOptions | None = None,
+        inference_memory_bytes: int | None = None,
     ) -> None:
         if inference_concurrency < 1:
             raise ValueError("inference_concurrency must be at least 1")
@@ -137,7 +145,12 @@ class ModelRegistry:
             try:
                 package = load_model_package(directory)
                 runner = self._radiomics_runner(package, options)
-                predictor = GatedPredictor(package, runtime=runtime, gate=self._gate)
+                predictor = GatedPredictor(
+                    package,
+                    runtime=runtime,
+                    gate=self._gate,
+                    memory_budget_bytes=inference_memory_bytes,
+                )
             except InferenceError as exc:
                 raise ModelRegistryError(
                     f"model package {directory} cannot be loaded: {exc}"

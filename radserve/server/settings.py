@@ -133,6 +133,10 @@ class ServerSettings(BaseSettings):
         inference_concurrency: Model runs at once, over all models (each session uses every
             core, or the GPU; more would oversubscribe them).
         inference_threads: ONNX Runtime intra-op threads per session (0: one per core).
+        inference_memory_mb: The memory one prediction may use (network grid, logits,
+            blending); a series whose grid on the model's spacing would need more fails
+            its job before anything is resampled. Default: a quarter of the machine's
+            physical memory.
         execution_providers: ONNX Runtime providers in priority order (unavailable ones are
             skipped).
         routing_enabled: Create jobs for received series that a model's selection rules
@@ -187,6 +191,7 @@ class ServerSettings(BaseSettings):
     workers: int = Field(default=2, ge=1, le=64)
     inference_concurrency: int = Field(default=1, ge=1, le=64)
     inference_threads: int = Field(default=0, ge=0)
+    inference_memory_mb: int = Field(default_factory=lambda: default_inference_memory_mb(), ge=16)
     execution_providers: tuple[str, ...] = Field(
         default=("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
         min_length=1,
@@ -230,6 +235,15 @@ class ServerSettings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+def default_inference_memory_mb() -> int:
+    """A quarter of the machine's physical memory, in MiB (4096 where it is unknown)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4096
+    return max(256, total // 4 // 1024**2)
 
 
 def _secret_problems(settings: ServerSettings) -> list[str]:

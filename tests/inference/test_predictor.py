@@ -18,10 +18,12 @@ from radserve.dicom_io import Volume, read_series
 from radserve.inference import (
     CPU,
     CUDA,
+    MAX_NETWORK_VOXELS,
     ExecutionProviderError,
     IncompatibleModelError,
     InferenceTimeoutError,
     ModelPackage,
+    NetworkGridTooLargeError,
     Predictor,
     RuntimeSettings,
     available_providers,
@@ -130,6 +132,26 @@ def test_output_channels_are_checked_at_run_time(tmp_path: Path, ct: Volume) -> 
     assert package.io.outputs[0].shape[1] == "K"
     with pytest.raises(IncompatibleModelError, match="the model output 3 channels"):
         Predictor(package, runtime=CPU_ONLY).predict(ct)
+
+
+def test_a_resample_bomb_is_refused_before_resampling(tmp_path: Path, ct: Volume) -> None:
+    """10 slices of 16x16 with a 400 mm Pixel Spacing: about 6500 x 6500 x 10 voxels on the
+    model's spacing, under MAX_NETWORK_VOXELS but tens of gigabytes to predict; the memory
+    budget refuses it before anything is built."""
+    tiny = Volume(
+        array=np.zeros((10, 16, 16), dtype=np.int16),
+        spacing_mm=(400.0, 400.0, ct.spacing_mm[2]),
+        origin_mm=(0.0, 0.0, 0.0),
+        direction=np.eye(3),
+    )
+    predictor = Predictor(
+        _package(tmp_path, ct), runtime=CPU_ONLY, memory_budget_bytes=512 * 1024**2
+    )
+    assert predictor.max_network_voxels < 30_000_000 < 6500 * 6500 * 10 < MAX_NETWORK_VOXELS
+    with pytest.raises(NetworkGridTooLargeError, match="inference memory budget allows"):
+        predictor.predict(tiny)
+    # The real CT fits the same budget.
+    assert predictor.predict(ct).label_map.mask(1).any()
 
 
 def test_a_passed_deadline_stops_the_sliding_window(tmp_path: Path, ct: Volume) -> None:
