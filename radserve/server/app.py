@@ -46,6 +46,7 @@ from radserve.server.routes import health, login, qido, stow, viewer, wado
 from radserve.server.routes import jobs as jobs_api
 from radserve.server.routes import metrics as metrics_api
 from radserve.server.routes import models as models_api
+from radserve.server.routes import openapi as openapi_api
 from radserve.server.session import SessionSigner
 from radserve.server.settings import ServerSettings
 from radserve.server.store import InstanceStore
@@ -249,6 +250,9 @@ def create_app(
         version=radserve.__version__,
         summary="DICOMweb AI inference server for radiology",
         lifespan=lifespan,
+        openapi_url=None,  # served by routes.openapi, behind the read role
+        docs_url=None,  # the docs pages fetch their scripts from a public CDN
+        redoc_url=None,
     )
     app.state.radserve = ServerState(
         settings=settings,
@@ -267,6 +271,7 @@ def create_app(
         wado.router,
         login.router,
         viewer.router,
+        openapi_api.router,
     ):
         app.include_router(router)
     if jobs is not None:

@@ -228,15 +228,28 @@ async def test_bad_uploads_and_tokens_create_no_job(
     assert (await client.get("/jobs", headers=auth("reader"))).json() == {"jobs": []}
 
 
+async def test_the_api_description_needs_a_token_and_no_page_fetches_from_outside(
+    make_client: MakeClient,
+) -> None:
+    client, _ = await make_client(routing_enabled=False)
+    assert (await client.get("/openapi.json")).status_code == 401
+    assert (await client.get("/openapi.json", headers=auth("submitter"))).status_code == 403
+    assert (await client.get("/openapi.json", headers=auth("reader"))).status_code == 200
+    for page in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        assert (await client.get(page)).status_code == 404, page
+
+
 async def test_openapi_describes_the_jobs_and_models_bodies(make_client: MakeClient) -> None:
     client, _ = await make_client(routing_enabled=False)
-    spec = (await client.get("/openapi.json")).json()
+    spec = (await client.get("/openapi.json", headers=auth("reader"))).json()
 
     def body_schema(path: str, method: str, status: str) -> str:
         content = spec["paths"][path][method]["responses"][status]["content"]
         return str(content["application/json"]["schema"]["$ref"]).rsplit("/", 1)[-1]
 
     assert body_schema("/jobs", "post", "202") == "JobView"
+    request = spec["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]
+    assert request["schema"]["title"] == "JobRequest"
     assert body_schema("/jobs", "get", "200") == "JobList"
     assert body_schema("/jobs/{job_id}", "get", "200") == "JobView"
     assert body_schema("/models", "get", "200") == "ModelList"
