@@ -161,8 +161,11 @@ def require_role(role: Role) -> Callable[[Request, ServerState], Coroutine[Any, 
 
 
 def dicomweb_url(request: Request) -> str:
-    """The DICOMweb root URL as the client sees this server (``.../dicomweb``)."""
-    return str(request.base_url).rstrip("/") + "/dicomweb"
+    """The DICOMweb root URL as clients reach this server (``.../dicomweb``): from the
+    ``public_url`` setting, else from the request."""
+    public_url = get_state(request).settings.public_url
+    base = public_url if public_url is not None else str(request.base_url)
+    return base.rstrip("/") + "/dicomweb"
 
 
 def dicom_json_response(

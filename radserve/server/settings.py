@@ -163,6 +163,10 @@ class ServerSettings(BaseSettings):
             and validators do not know), or ``auto``: BINARY unless its frames would start
             mid-byte (Rows x Columns not a multiple of 8), which OHIF's default SEG loading
             draws as stripes, then FRACTIONAL.
+        public_url: The URL clients reach this server by (``https://radserve.example.org``,
+            or with a path prefix behind a proxy); Retrieve URLs and BulkDataURIs are built
+            from it. Unset: from the request (its ``Host`` header), which a client can set
+            to anything; set it in production.
         viewer_dir: The installed OHIF viewer (``radserve viewer install``), served at
             ``/viewer``; unset: no viewer.
         session_secret: Key that signs browser session cookies (at least 32 characters;
@@ -207,6 +211,7 @@ class ServerSettings(BaseSettings):
     radiomics_timeout_s: float = Field(default=600.0, gt=0)
     overlay_transfer_syntax: Literal["jpeg-ls", "rle", "uncompressed"] = "jpeg-ls"
     seg_type: Literal["auto", "binary", "fractional", "labelmap"] = "auto"
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$", max_length=512)
     viewer_dir: Path | None = None
     session_secret: SecretStr | None = None
     session_ttl_s: float = Field(default=8 * 3600.0, gt=0, le=7 * 24 * 3600.0)

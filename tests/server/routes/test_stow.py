@@ -268,6 +268,33 @@ async def test_tokens_and_roles(client: httpx.AsyncClient, demo_files: list[Path
     assert (await _stow(client, body, token="both")).status_code == 200
 
 
+async def test_retrieve_urls_come_from_the_public_url_not_the_host_header(
+    tmp_path: Path, demo_files: list[Path]
+) -> None:
+    public = "https://radserve.hospital.example/ai"
+    app = create_app(make_settings(tmp_path, public_url=public))
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            headers = {"Host": "attacker.example"}
+            stored = await client.post(
+                "/dicomweb/studies",
+                content=multipart([demo_files[0].read_bytes()]),
+                headers={**auth("submitter"), "Content-Type": DICOM_MULTIPART, **headers},
+            )
+            metadata = await client.get(
+                f"/dicomweb/studies/{STUDY_UID}/metadata", headers={**auth("reader"), **headers}
+            )
+        assert stored.status_code == 200
+        assert _value(stored.json(), "00081190") == f"{public}/dicomweb/studies/{STUDY_UID}"
+        [item] = metadata.json()
+        uri = item["7FE00010"]["BulkDataURI"]
+        assert uri.startswith(f"{public}/dicomweb/studies/{STUDY_UID}/series/")
+        assert "attacker" not in stored.text + metadata.text
+    finally:
+        app.state.radserve.store.close()
+
+
 async def test_backpressure_answers_503_before_reading(tmp_path: Path) -> None:
     app = create_app(make_settings(tmp_path), backpressure=lambda: 2.5)
     try:
