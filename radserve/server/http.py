@@ -206,14 +206,30 @@ class RequestContextMiddleware:
                 await response(scope, receive, send_with_id)
             # Else the response is cut short; the server closes the connection.
         finally:
+            seconds = time.perf_counter() - begin
             logger.info(
                 "%s %s -> %d in %.1f ms [request %s]",
                 scope["method"],
                 loggable_path(scope["path"]),
                 status,
-                (time.perf_counter() - begin) * 1000,
+                seconds * 1000,
                 request_id,
             )
+            _observe(scope, status, seconds)
+
+
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+def _observe(scope: Scope, status: int, seconds: float) -> None:
+    """Count the request in the server's metrics, when the app has them."""
+    state = getattr(getattr(scope.get("app"), "state", None), "radserve", None)
+    jobs = getattr(state, "jobs", None)
+    if jobs is None:
+        return
+    route = getattr(scope.get("route"), "path", None) or "unmatched"
+    method = scope["method"] if scope["method"] in _KNOWN_METHODS else "other"
+    jobs.metrics.observe_request(method, route, status, seconds)
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

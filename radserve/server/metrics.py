@@ -3,8 +3,9 @@
 Counters and histograms live in this process (since its start), in one
 :class:`~prometheus_client.CollectorRegistry` per :class:`ServerMetrics` (never the global
 one); the job and export gauges are read from the job queue when scraped, so they survive
-restarts. Label values are model names, versions, providers, destination names and stage
-names only: never UIDs or other data about patients.
+restarts. Label values are model names, versions, providers, destination names, stage names,
+HTTP methods, route templates (``/dicomweb/studies/{study}``, never the path itself) and
+statuses only: never UIDs or other data about patients.
 """
 
 from __future__ import annotations
@@ -36,6 +37,24 @@ STAGE_BUCKETS_S: tuple[float, ...] = (
     600.0,
     1800.0,
     3600.0,
+)
+
+
+HTTP_BUCKETS_S: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
 )
 
 
@@ -227,6 +246,25 @@ class ServerMetrics:
             label_names=("destination",),
             registry=self.registry,
         )
+        self.http_requests = Counter(
+            "radserve_http_requests_total",
+            "HTTP requests answered, by method, route template (unmatched for unknown paths) "
+            "and status.",
+            label_names=("method", "route", "status"),
+            registry=self.registry,
+        )
+        self.http_request_seconds = Histogram(
+            "radserve_http_request_seconds",
+            "Seconds from a request's arrival to the end of its answer, by method and route.",
+            label_names=("method", "route"),
+            registry=self.registry,
+            buckets=HTTP_BUCKETS_S,
+        )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered HTTP request (``route``: the matched route's path template)."""
+        self.http_requests.inc(method=method, route=route, status=str(status))
+        self.http_request_seconds.observe(seconds, method=method, route=route)
 
     def render(self, gauges: Sequence[list[str]] = ()) -> str:
         """The whole exposition: ``gauges`` (read by the caller) then the recorded metrics."""

@@ -203,6 +203,29 @@ async def test_models_metrics_and_readiness(
     assert ready["checks"] == {"store": "ok", "models": "ok", "queue": "ok", "workers": "ok"}
 
 
+async def test_http_requests_are_counted_by_route_template_and_status(
+    make_client: MakeClient,
+) -> None:
+    client, _ = await make_client(routing_enabled=False)
+    await client.get("/healthz")
+    await client.get("/jobs/0123abcd", headers=auth("reader"))  # 404: no such job
+    await client.get("/jobs", headers=auth("nobody-knows-this-token"))  # 401
+    await client.get("/no/such/path/1.2.3")
+    text = (await client.get("/metrics", headers=auth("reader"))).text
+    counted = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("radserve_http_requests_total{")
+    }
+    labels = 'radserve_http_requests_total{{method="GET",route="{}",status="{}"}}'
+    assert counted[labels.format("/healthz", 200)] == 1
+    assert counted[labels.format("/jobs/{job_id}", 404)] == 1
+    assert counted[labels.format("/jobs", 401)] == 1
+    assert counted[labels.format("unmatched", 404)] == 1
+    assert not [key for key in counted if "1.2.3" in key or "0123abcd" in key]
+    assert 'radserve_http_request_seconds_count{method="GET",route="/healthz"} 1.0' in text
+
+
 async def test_bad_uploads_and_tokens_create_no_job(
     make_client: MakeClient, demo_ct_files: list[Path]
 ) -> None:
