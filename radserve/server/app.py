@@ -338,6 +338,7 @@ def _assemble(
             store=store,
             stable_s=settings.routing_stable_s,
             destinations=[d.name for d in settings.destinations],
+            max_queued=settings.queue_max_jobs,
         )
         router.on_job = lambda job: workers.wake()
     return ServerLifecycle(

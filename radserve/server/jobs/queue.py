@@ -55,6 +55,7 @@ from radserve.server.jobs.records import (
     JobSpec,
     JobState,
     QueueError,
+    QueueFullError,
     ResultInstance,
     Stage,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "JobSpec",
     "JobState",
     "QueueError",
+    "QueueFullError",
     "ResultInstance",
     "Stage",
 ]
@@ -145,15 +147,25 @@ class JobQueue:
 
     # --- creating ----------------------------------------------------------------------
 
-    def submit(self, spec: JobSpec) -> Job:
-        """Queue a new job; durable once this returns."""
+    def submit(self, spec: JobSpec, *, max_queued: int | None = None) -> Job:
+        """Queue a new job; durable once this returns.
+
+        Raises:
+            QueueFullError: ``max_queued`` jobs are queued already (checked in the same
+                transaction as the insert, so concurrent submissions cannot pass it).
+        """
         with self.database.write() as db:
+            _check_room(db, max_queued)
             job_id = insert_job(db, spec, time.time())
         logger.info("job %s queued (%s)", job_id, spec.origin)
         return self.get(job_id)
 
-    def submit_unless_exists(self, spec: JobSpec) -> Job | None:
-        """Queue a job unless one exists for the same series, model name and version."""
+    def submit_unless_exists(self, spec: JobSpec, *, max_queued: int | None = None) -> Job | None:
+        """Queue a job unless one exists for the same series, model name and version.
+
+        Raises:
+            QueueFullError: ``max_queued`` jobs are queued already (see :meth:`submit`).
+        """
         if spec.series_instance_uid is None:
             raise ValueError("submit_unless_exists needs a series")
         with self.database.write() as db:
@@ -164,6 +176,7 @@ class JobQueue:
             ).fetchone()
             if found is not None:
                 return None
+            _check_room(db, max_queued)
             job_id = insert_job(db, spec, time.time())
         logger.info("job %s queued (%s)", job_id, spec.origin)
         return self.get(job_id)
@@ -429,3 +442,15 @@ class JobQueue:
         """Raise :class:`QueueError` unless the database answers."""
         with self.database.read() as db:
             db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (JobState.RUNNING,))
+
+
+def _check_room(db: Any, max_queued: int | None) -> None:
+    """Raise :class:`QueueFullError` when ``max_queued`` jobs are queued (inside the
+    transaction that would add one)."""
+    if max_queued is None:
+        return
+    (queued,) = db.execute(
+        "SELECT COUNT(*) FROM jobs WHERE state = ?", (JobState.QUEUED,)
+    ).fetchone()
+    if int(queued) >= max_queued:
+        raise QueueFullError(f"the job queue holds {queued} queued jobs already")

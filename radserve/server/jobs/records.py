@@ -27,6 +27,10 @@ class QueueError(JobError):
     """The queue's database failed (disk, corruption); not the client's fault."""
 
 
+class QueueFullError(JobError):
+    """The queue already holds as many queued jobs as it may; nothing was added."""
+
+
 class JobState(enum.StrEnum):
     """Where a job is in its life."""
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from radserve.server.jobs.db import drop_candidate, due_candidates, record_candidates
-from radserve.server.jobs.queue import Job, JobQueue, JobSpec
+from radserve.server.jobs.queue import Job, JobQueue, JobSpec, QueueFullError
 from radserve.server.jobs.selection import SeriesFacts, mismatch, series_facts
 from radserve.server.registry import ModelRegistry
 from radserve.server.settings import LOCAL_SOURCE
@@ -59,6 +59,8 @@ class Router:
         store: The store the series are in.
         stable_s: Seconds without a new instance before a series is routed.
         destinations: Destination names for routed jobs.
+        max_queued: Route nothing while this many jobs are queued: the series stay
+            candidates and are routed once the queue has room (``None``: no limit).
     """
 
     def __init__(
@@ -69,7 +71,9 @@ class Router:
         store: InstanceStore,
         stable_s: float,
         destinations: Sequence[str],
+        max_queued: int | None = None,
     ) -> None:
+        self._max_queued = max_queued
         self._queue = queue
         self._registry = registry
         self._store = store
@@ -93,7 +97,11 @@ class Router:
                 (f for f in facts_by_study[study] if f.series_instance_uid == series), None
             )
             if facts is not None:
-                created.extend(self._route(facts))
+                try:
+                    created.extend(self._route(facts))
+                except QueueFullError:
+                    logger.info("job queue full: the received series are routed later")
+                    break  # this and the remaining candidates stay, for a later round
             with self._queue.database.write() as db:  # unless an instance came meanwhile
                 drop_candidate(db, series, received_at)
         return created
@@ -114,7 +122,8 @@ class Router:
                     source=LOCAL_SOURCE,
                     destinations=self._destinations,
                     origin="routing",
-                )
+                ),
+                max_queued=self._max_queued,
             )
             if job is not None:
                 logger.info("routed a received series to %s: job %s", model.key, job.id)

@@ -42,7 +42,7 @@ from radserve.server.errors import (
     PayloadTooLargeError,
     ServiceBusyError,
 )
-from radserve.server.jobs.queue import Job, JobFeatures, JobSpec, JobState
+from radserve.server.jobs.queue import Job, JobFeatures, JobSpec, JobState, QueueFullError
 from radserve.server.routes.schemas import JobList, JobView
 from radserve.server.settings import LOCAL_SOURCE, Role
 from radserve.server.store.instances import (
@@ -59,6 +59,8 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 _UID = r"^[0-9]+(\.[0-9]+)*$"
 _MODEL = r"^[a-z0-9][a-z0-9._-]*(/[0-9A-Za-z.+-]+)?$"
 MAX_LIMIT = 1000
+# Retry-After of a full queue when the back-pressure has no estimate.
+DEFAULT_RETRY_AFTER_S = 30.0
 # A job request is a few UIDs and names: far below this.
 MAX_JOB_REQUEST_BYTES = 64 * 1024
 CSV = "text/csv"
@@ -213,20 +215,22 @@ def _create_job(body: JobRequest, state: StateDep, jobs: JobsDep) -> JSONRespons
         raise MalformedRequestError(f"unknown source {body.source!r} (configured: {sources})")
     if body.source == LOCAL_SOURCE:
         _check_in_store(state.store, body.study_instance_uid, body.series_instance_uid)
-    retry_after_s = state.backpressure()  # the queue is full
-    if retry_after_s is not None:
-        raise ServiceBusyError("the job queue is full; retry later", retry_after_s=retry_after_s)
-    job = services.queue.submit(
-        JobSpec(
-            study_instance_uid=body.study_instance_uid,
-            series_instance_uid=body.series_instance_uid,
-            model_name=model.name,
-            model_version=model.version,
-            source=body.source,
-            destinations=tuple(destinations),
-            origin="api",
-        )
+    spec = JobSpec(
+        study_instance_uid=body.study_instance_uid,
+        series_instance_uid=body.series_instance_uid,
+        model_name=model.name,
+        model_version=model.version,
+        source=body.source,
+        destinations=tuple(destinations),
+        origin="api",
     )
+    try:
+        job = services.queue.submit(spec, max_queued=settings.queue_max_jobs)
+    except QueueFullError as exc:
+        retry_after_s = state.backpressure() or DEFAULT_RETRY_AFTER_S
+        raise ServiceBusyError(
+            "the job queue is full; retry later", retry_after_s=retry_after_s
+        ) from exc
     services.workers.wake()
     return JSONResponse(job_json(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
 

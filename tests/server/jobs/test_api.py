@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -167,6 +168,26 @@ async def test_a_full_queue_answers_503_with_retry_after(
     assert (busy.status_code, busy.headers["Retry-After"]) == (503, "30")
     stow = await _stow(client, files)
     assert (stow.status_code, stow.headers["Retry-After"]) == (503, "30")
+
+
+async def test_the_queue_limit_holds_under_concurrent_submissions(
+    make_client: MakeClient, demo_ct_files: list[Path]
+) -> None:
+    client, _ = await make_client(queue_max_jobs=3, routing_enabled=False)
+    assert (await _stow(client, [p.read_bytes() for p in demo_ct_files])).status_code == 200
+    body = {"study_instance_uid": STUDY_UID, "model": TINY_MODEL, "destinations": []}
+    answers: list[int] = []
+
+    async def submit() -> None:
+        response = await client.post("/jobs", json=body, headers=auth("submitter"))
+        answers.append(response.status_code)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(12):
+            group.start_soon(submit)
+    assert sorted(answers) == [202] * 3 + [503] * 9
+    listed = (await client.get("/jobs", headers=auth("reader"))).json()["jobs"]
+    assert len(listed) == 3
 
 
 async def test_models_metrics_and_readiness(

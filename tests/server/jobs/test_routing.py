@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.uid import generate_uid
 
 from radserve.inference import CPU, RuntimeSettings
 from radserve.server import (
@@ -70,6 +72,40 @@ def test_a_stable_accepted_series_gets_one_job(
     _store_all(store, files)  # the same study again: a candidate, but routed already
     assert router.run_due() == []
     assert len(queue.find()) == 1
+
+
+def test_a_full_queue_keeps_series_as_candidates_until_it_has_room(
+    parts: tuple[InstanceStore, JobQueue, ModelRegistry], demo_study: Path
+) -> None:
+    store, queue, registry = parts
+    router = Router(
+        queue=queue, registry=registry, store=store, stable_s=0, destinations=[], max_queued=1
+    )
+    files = sorted((demo_study / "image").glob("*.dcm"))
+    _store_all(store, files)
+    _store_copies(store, files)
+    [job] = router.run_due()  # the second series waits: one job is queued
+    assert router.run_due() == []
+    assert queue.claim() is not None  # a worker takes the first job: room again
+    [later] = router.run_due()
+    assert later.spec.series_instance_uid != job.spec.series_instance_uid
+    assert len(queue.find()) == 2
+
+
+def _store_copies(store: InstanceStore, files: list[Path]) -> None:
+    """Store ``files`` again as another series of the same study."""
+    with store.batch() as batch:
+        for path in files:
+            ds = pydicom.dcmread(path)
+            ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+            uid = generate_uid()
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
+            buffer = io.BytesIO()
+            ds.save_as(buffer, enforce_file_format=True)
+            staged = store.staged_file()
+            staged.write(buffer.getvalue())
+            batch.add(staged)
+        assert not batch.commit().failed
 
 
 def test_results_stored_without_notice_are_never_candidates(
