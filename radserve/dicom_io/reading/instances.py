@@ -307,15 +307,44 @@ def _check_inflated_size(data: bytes, name: str, max_bytes: int) -> None:
         raise InvalidDicomError(f"{name}: unreadable file meta information ({exc})") from exc
     if str(meta.get("TransferSyntaxUID", "")) != pydicom.uid.DeflatedExplicitVRLittleEndian:
         return
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     try:
-        inflated = len(inflater.decompress(data[fp.tell() :], max_bytes + 1))
+        inflated = inflated_size(memoryview(data)[fp.tell() :], max_bytes)
     except zlib.error as exc:
         raise InvalidDicomError(f"{name}: corrupt deflated data set ({exc})") from exc
     if inflated > max_bytes:
         raise InstanceTooLargeError(
             f"{name}: deflated data set inflates beyond the limit of {max_bytes} bytes"
         )
+
+
+_INFLATE_CHUNK_BYTES = 1024 * 1024
+
+
+def inflated_size(deflated: bytes | memoryview, max_bytes: int) -> int:
+    """The size a raw deflate stream inflates to, counted chunk by chunk without keeping the
+    output (at most one chunk in memory); stops counting once past ``max_bytes``.
+
+    Raises:
+        zlib.error: The stream is corrupt.
+    """
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    view = memoryview(deflated)
+    total = 0
+    for start in range(0, len(view), _INFLATE_CHUNK_BYTES):
+        pending: bytes | memoryview = view[start : start + _INFLATE_CHUNK_BYTES]
+        while pending:
+            total += len(inflater.decompress(pending, _INFLATE_CHUNK_BYTES))
+            if total > max_bytes:
+                return total
+            pending = inflater.unconsumed_tail
+        if inflater.eof:
+            break
+    while not inflater.eof and total <= max_bytes:
+        out = inflater.decompress(inflater.unconsumed_tail, _INFLATE_CHUNK_BYTES)
+        if not out:
+            break
+        total += len(out)
+    return total
 
 
 def _zip_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
@@ -328,13 +357,18 @@ def _read_member(
     label = f"{name}:{info.filename}"
     # file_size is what the archive claims; read at most max_bytes + 1 in case it lies.
     _check_size(info.file_size, max_bytes, label)
+    chunks: list[bytes] = []
+    size = 0
     try:
         with archive.open(info) as member:
-            data = member.read(max_bytes + 1)
+            while chunk := member.read(_INFLATE_CHUNK_BYTES):
+                size += len(chunk)
+                _check_size(size, max_bytes, label)  # stops as soon as a lying member passes
+                chunks.append(chunk)
     except (zipfile.BadZipFile, zlib.error, OSError, RuntimeError, NotImplementedError) as exc:
         raise InvalidDicomError(f"{label}: corrupt or unsupported zip member ({exc})") from exc
-    _check_size(len(data), max_bytes, label)
-    return data
+    _check_size(size, max_bytes, label)
+    return b"".join(chunks)
 
 
 def _open_zip(fp: IO[bytes] | Path, name: str) -> zipfile.ZipFile:

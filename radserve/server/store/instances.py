@@ -271,6 +271,11 @@ class InstanceStore:
         self, staged: StagedFile, study_instance_uid: str | None
     ) -> PendingInstance | FailedInstance:
         size = staged.size_bytes
+        if not staged.is_dicom_file:  # refused unread: no archive or stream is inflated
+            error = InvalidDicomError(
+                "not a DICOM file (PS3.10): no File Meta Information before the data set"
+            )
+            return FailedInstance("", "", error)
         try:
             ds = read_received(
                 staged.path,
@@ -283,10 +288,6 @@ class InstanceStore:
         sop_class_uid = text_value(ds, "SOPClassUID")
         sop_instance_uid = text_value(ds, "SOPInstanceUID")
         try:
-            if not staged.is_dicom_file:
-                raise InstanceRejectedError(
-                    "not a DICOM file (PS3.10): no File Meta Information before the data set"
-                )
             _check_instance(ds, study_instance_uid)
         except DicomIOError as exc:
             return FailedInstance(sop_class_uid, sop_instance_uid, exc)

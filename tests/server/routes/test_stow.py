@@ -139,7 +139,7 @@ async def test_a_zip_part_is_refused_not_stored(
     response = await _stow(client, multipart([buffer.getvalue(), demo_files[1].read_bytes()]))
     assert response.status_code == 202
     [failed] = _items(response, "00081198")
-    assert _value(failed, "00081197") == DATA_SET_DOES_NOT_MATCH_SOP_CLASS
+    assert _value(failed, "00081197") == CANNOT_UNDERSTAND
     assert "not a DICOM file" in response.headers["warning"]
     assert len(app.state.radserve.store.get_instances(STUDY_UID)) == 1
 

@@ -252,7 +252,7 @@ def test_a_data_set_without_file_meta_is_refused(
     buffer = io.BytesIO()
     pydicom.dcmwrite(buffer, ds, implicit_vr=True, little_endian=True)
     assert buffer.getvalue()[:2] == b"\x08\x00"
-    with pytest.raises(InstanceRejectedError, match="no File Meta Information before"):
+    with pytest.raises(InvalidDicomError, match="no File Meta Information before"):
         store.store(buffer.getvalue())
     assert not list((store.data_dir / "instances").rglob("*.dcm"))
 
