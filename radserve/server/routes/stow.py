@@ -298,6 +298,9 @@ def _failed(failure: FailedInstance) -> Dataset:
     return item
 
 
+_MAX_WARNING_CHARS = 160
+
+
 def _warnings(failures: Sequence[FailedInstance]) -> dict[str, str]:
     messages = list(dict.fromkeys(str(f.error) for f in failures))[:_MAX_WARNINGS]
     if not messages:
@@ -308,7 +311,8 @@ def _warnings(failures: Sequence[FailedInstance]) -> dict[str, str]:
 
 def _header_text(message: str) -> str:
     text = re.sub(r"[\x00-\x1f\x7f]+", " ", message).replace("\\", "/").replace('"', "'")
-    return text.encode("ascii", "replace").decode("ascii")
+    text = text.encode("ascii", "replace").decode("ascii")
+    return text if len(text) <= _MAX_WARNING_CHARS else text[: _MAX_WARNING_CHARS - 3] + "..."
 
 
 @router.post("/studies", summary="Store instances (STOW-RS)")

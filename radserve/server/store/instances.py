@@ -283,8 +283,8 @@ class InstanceStore:
                 max_bytes=self.max_instance_bytes,
                 data=staged.take_bytes(),
             )
-        except DicomIOError as exc:
-            return FailedInstance("", "", exc)
+        except DicomIOError as exc:  # said without the staging file's name
+            return FailedInstance("", "", _without_label(exc, staged.path.name))
         sop_class_uid = text_value(ds, "SOPClassUID")
         sop_instance_uid = text_value(ds, "SOPInstanceUID")
         try:
@@ -476,6 +476,16 @@ def _check_instance(ds: Dataset, study_instance_uid: str | None) -> None:
         raise InstanceRejectedError(
             "instance is not in the study of the request (Study Instance UID differs)"
         )
+
+
+def _without_label(error: DicomIOError, label: str) -> DicomIOError:
+    """``error`` without the ``label:`` its reader put in front (a staging file name)."""
+    message = str(error)
+    if not message.startswith(f"{label}: "):
+        return error
+    bare = type(error)(message[len(label) + 2 :])
+    bare.__cause__ = error.__cause__
+    return bare
 
 
 def _check_pixel_encoding(ds: Dataset) -> None:

@@ -107,6 +107,8 @@ async def test_garbage_and_truncated_parts_fail_with_cannot_understand(
     only_bad = await _stow(client, multipart(parts[:2]))
     assert only_bad.status_code == 400
     assert "truncated" in only_bad.headers["warning"]
+    assert ".part" not in only_bad.headers["warning"]  # no staging file names
+    assert len(only_bad.headers["warning"]) < 600 and len(only_bad.text) < 2000
 
 
 @pytest.mark.parametrize("vr", [b"ZZ", b"\x00\x01"])
