@@ -363,4 +363,11 @@ def serve(settings: ServerSettings) -> None:
     """
     warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
     app = create_app(settings, server=open_server(settings))
-    uvicorn.Server(uvicorn_config(app, host=settings.host, port=settings.port)).run()
+    config = uvicorn_config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        header_timeout_s=settings.header_timeout_s,
+        max_connections=settings.max_connections,
+    )
+    uvicorn.Server(config).run()

@@ -33,6 +33,10 @@ class PayloadTooLargeError(RequestError):
     """The request body is larger than ``max_request_bytes``."""
 
 
+class RequestTimeoutError(RequestError):
+    """The request body stopped arriving for longer than ``body_idle_timeout_s``."""
+
+
 class UnsupportedMediaTypeError(RequestError):
     """The request's Content-Type is not one the endpoint accepts."""
 

@@ -43,12 +43,18 @@ from radserve.inference import (
     ModelNotFoundError,
     SeriesNotAcceptedError,
 )
+from radserve.server.connections import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    guarded_protocol,
+)
 from radserve.server.errors import (
     AuthenticationError,
     MalformedRequestError,
     NotAcceptableError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    RequestTimeoutError,
     ResourceNotFoundError,
     ServiceBusyError,
     UnsupportedMediaTypeError,
@@ -75,6 +81,7 @@ STATUS_BY_EXCEPTION: tuple[tuple[type[Exception], int], ...] = (
     (ViewerNotInstalledError, 404),
     (ResourceNotFoundError, 404),
     (NotAcceptableError, 406),
+    (RequestTimeoutError, 408),
     (DuplicateInstanceError, 409),
     (InstanceRejectedError, 409),
     (PayloadTooLargeError, 413),
@@ -271,8 +278,18 @@ def install_error_handling(app: FastAPI) -> None:
     app.add_middleware(RequestContextMiddleware)
 
 
-def uvicorn_config(app: FastAPI, *, host: str, port: int) -> uvicorn.Config:
+def uvicorn_config(
+    app: FastAPI,
+    *,
+    host: str,
+    port: int,
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+) -> uvicorn.Config:
     """How radserve runs under uvicorn.
+
+    The HTTP protocol is uvicorn's h11 one with a header timeout and a connection limit
+    (:mod:`radserve.server.connections`).
 
     uvicorn's access log is off (it logs query strings, and QIDO-RS query values may be
     patient names; :class:`RequestContextMiddleware` logs requests without them) and
@@ -286,6 +303,7 @@ def uvicorn_config(app: FastAPI, *, host: str, port: int) -> uvicorn.Config:
         port=port,
         access_log=False,
         log_config=None,
+        http=guarded_protocol(header_timeout_s=header_timeout_s, max_connections=max_connections),
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=30,

@@ -163,6 +163,12 @@ class ServerSettings(BaseSettings):
             and validators do not know), or ``auto``: BINARY unless its frames would start
             mid-byte (Rows x Columns not a multiple of 8), which OHIF's default SEG loading
             draws as stripes, then FRACTIONAL.
+        header_timeout_s: Seconds a connection has to send its request line and headers
+            (from opening, or from the previous response); then it is closed.
+        body_idle_timeout_s: Seconds a request body may pause; then the request fails
+            (408) and nothing of it is stored.
+        max_connections: Open connections beyond which new ones are closed unread (keep it
+            below the process's file descriptor limit).
         public_url: The URL clients reach this server by (``https://radserve.example.org``,
             or with a path prefix behind a proxy); Retrieve URLs and BulkDataURIs are built
             from it. Unset: from the request (its ``Host`` header), which a client can set
@@ -184,6 +190,9 @@ class ServerSettings(BaseSettings):
     data_dir: Path = Path("data")
     models_dir: Path = Path("models")
     max_request_bytes: int = Field(default=2 * 1024**3, gt=0)
+    header_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    body_idle_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    max_connections: int = Field(default=2048, ge=16)
     max_instances_per_study: int = Field(default=20_000, gt=0)
     overwrite_instances: bool = False
     job_timeout_s: float = Field(default=3600.0, gt=0)

@@ -39,10 +39,10 @@ from radserve.server.deps import JobsDep, StateDep, require_role
 from radserve.server.errors import (
     MalformedRequestError,
     NotAcceptableError,
-    PayloadTooLargeError,
     ServiceBusyError,
 )
 from radserve.server.jobs.queue import Job, JobFeatures, JobSpec, JobState, QueueFullError
+from radserve.server.routes.bodies import read_bounded_body
 from radserve.server.routes.schemas import JobList, JobView
 from radserve.server.settings import LOCAL_SOURCE, Role
 from radserve.server.store.instances import (
@@ -148,22 +148,6 @@ def _features_json(job_id: str, features: JobFeatures | None) -> dict[str, Any] 
     }
 
 
-async def read_bounded_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it (or its Content-Length) passes
-    ``limit`` bytes, so that no more than ``limit`` bytes are ever held."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        if not declared.isdigit():
-            raise MalformedRequestError("Content-Length is not a number")
-        raise PayloadTooLargeError(f"request body is larger than the limit of {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLargeError(f"request body is larger than the limit of {limit} bytes")
-    return bytes(body)
-
-
 def _job_request(body: bytes) -> JobRequest:
     try:
         return JobRequest.model_validate_json(body)
@@ -193,7 +177,8 @@ def _job_request(body: bytes) -> JobRequest:
 async def create_job(request: Request, state: StateDep, jobs: JobsDep) -> JSONResponse:
     """Queue a job running a model on a study or series."""
     # The role dependency has run: nothing of the body is read before authentication.
-    body = _job_request(await read_bounded_body(request, MAX_JOB_REQUEST_BYTES))
+    idle_timeout_s = state.settings.body_idle_timeout_s
+    body = _job_request(await read_bounded_body(request, MAX_JOB_REQUEST_BYTES, idle_timeout_s))
     return await run_in_threadpool(_create_job, body, state, jobs)
 
 

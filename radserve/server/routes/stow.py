@@ -48,6 +48,7 @@ from radserve.server.errors import (
     ServiceBusyError,
     UnsupportedMediaTypeError,
 )
+from radserve.server.routes.bodies import body_chunks
 from radserve.server.routes.multipart import (
     MultipartParser,
     PartData,
@@ -206,10 +207,12 @@ def _check_declared_length(request: Request, limit: int) -> None:
         raise PayloadTooLargeError(f"request body is larger than the limit of {limit} bytes")
 
 
-async def _receive(request: Request, session: StowSession, limit: int) -> StowResult:
+async def _receive(
+    request: Request, session: StowSession, limit: int, idle_timeout_s: float
+) -> StowResult:
     received = 0
     pending = bytearray()
-    async for chunk in request.stream():
+    async for chunk in body_chunks(request, idle_timeout_s):
         received += len(chunk)
         if received > limit:
             raise PayloadTooLargeError(f"request body is larger than the limit of {limit} bytes")
@@ -235,7 +238,7 @@ async def _store(request: Request, state: ServerState, study_instance_uid: str |
     _check_declared_length(request, limit)
     session = StowSession(context.store, boundary=boundary, study_instance_uid=study_instance_uid)
     try:
-        result = await _receive(request, session, limit)
+        result = await _receive(request, session, limit, context.settings.body_idle_timeout_s)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(session.abort)
