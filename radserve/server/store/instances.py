@@ -272,10 +272,15 @@ class InstanceStore:
     ) -> PendingInstance | FailedInstance:
         size = staged.size_bytes
         if not staged.is_dicom_file:  # refused unread: no archive or stream is inflated
-            error = InvalidDicomError(
-                "not a DICOM file (PS3.10): no File Meta Information before the data set"
+            return FailedInstance(
+                "",
+                "",
+                InvalidDicomError(
+                    "not a DICOM file (PS3.10): no File Meta Information before the data set"
+                ),
             )
-            return FailedInstance("", "", error)
+        sop_class_uid = sop_instance_uid = ""
+        error: DicomIOError
         try:
             ds = read_received(
                 staged.path,
@@ -283,20 +288,16 @@ class InstanceStore:
                 max_bytes=self.max_instance_bytes,
                 data=staged.take_bytes(),
             )
-        except DicomIOError as exc:  # said without the staging file's name
-            return FailedInstance("", "", _without_label(exc, staged.path.name))
-        sop_class_uid = text_value(ds, "SOPClassUID")
-        sop_instance_uid = text_value(ds, "SOPInstanceUID")
-        try:
+            sop_class_uid = text_value(ds, "SOPClassUID")
+            sop_instance_uid = text_value(ds, "SOPInstanceUID")
             _check_instance(ds, study_instance_uid)
-        except DicomIOError as exc:
-            return FailedInstance(sop_class_uid, sop_instance_uid, exc)
-        try:
             return self._pending(staged, ds)
+        except DicomIOError as exc:  # said without the staging file's name
+            error = _without_label(exc, staged.path.name)
         except Exception as exc:  # pydicom raises many types on malformed elements
-            logger.warning("received instance not indexable (%s)", type(exc).__name__)
+            logger.warning("received instance not readable (%s)", type(exc).__name__)
             error = InvalidDicomError(f"an element cannot be read ({type(exc).__name__})")
-            return FailedInstance(sop_class_uid, sop_instance_uid, error)
+        return FailedInstance(sop_class_uid, sop_instance_uid, error)
 
     def _pending(self, staged: StagedFile, ds: Dataset) -> PendingInstance:
         study, series = text_value(ds, "StudyInstanceUID"), text_value(ds, "SeriesInstanceUID")

@@ -111,6 +111,21 @@ async def test_garbage_and_truncated_parts_fail_with_cannot_understand(
     assert len(only_bad.headers["warning"]) < 600 and len(only_bad.text) < 2000
 
 
+async def test_a_file_meta_element_of_unknown_vr_fails_its_part(
+    client: httpx.AsyncClient, demo_files: list[Path]
+) -> None:
+    """Found by the fuzzer: a truncated file whose Media Storage SOP Class UID has the VR
+    ``U\\0`` (pydicom raises NotImplementedError reading it: once a 500)."""
+    data = demo_files[0].read_bytes()
+    meta_class = b"\x02\x00\x02\x00UI"
+    assert data.count(meta_class) == 1
+    hostile = data.replace(meta_class, meta_class[:5] + b"\x00")[:400]
+    response = await _stow(client, multipart([hostile]))
+    assert response.status_code == 400
+    [failed] = _items(response, "00081198")
+    assert _value(failed, "00081197") == CANNOT_UNDERSTAND
+
+
 @pytest.mark.parametrize("vr", [b"ZZ", b"\x00\x01"])
 async def test_an_element_of_unknown_vr_fails_its_part_only(
     client: httpx.AsyncClient, demo_files: list[Path], app: Any, vr: bytes
