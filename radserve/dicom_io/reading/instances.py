@@ -38,7 +38,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset, read_preamble
 
-from radserve.dicom_io.errors import InstanceTooLargeError, InvalidDicomError
+from radserve.dicom_io.errors import DicomIOError, InstanceTooLargeError, InvalidDicomError
 from radserve.dicom_io.reading import transfer_syntax
 from radserve.dicom_io.reading.headers import (
     FileHead,
@@ -93,6 +93,15 @@ def read_instance(
     tolerated = ToleratedQuirks(logger)
     try:
         return _read_instance(source, stop_before_pixels, max_bytes, tolerated)
+    except DicomIOError:
+        raise
+    except Exception as exc:  # pydicom raises many types on malformed elements, read lazily
+        name = (
+            "<bytes>" if isinstance(source, bytes | bytearray | memoryview) else Path(source).name
+        )
+        raise InvalidDicomError(
+            f"{name}: an element cannot be read ({type(exc).__name__})"
+        ) from exc
     finally:
         tolerated.log_summary()
 

@@ -365,6 +365,22 @@ def test_a_deflate_bomb_is_counted_not_inflated_in_memory() -> None:
     assert peak < 16 * 1024 * 1024, f"{peak / 1024**2:.0f} MiB held to refuse the bomb"
 
 
+def test_an_unreadable_element_is_an_invalid_dicom_error(demo_study: Path) -> None:
+    """Found by the fuzzer: an instance without SOP Instance UID whose file meta copy of it
+    has an unknown VR (``U\\0``): repairing the UID from the meta made pydicom raise
+    NotImplementedError out of read_instance."""
+    data = sorted((demo_study / "image").glob("*.dcm"))[0].read_bytes()
+    meta_instance = b"\x02\x00\x03\x00UI"
+    sop_instance = b"\x08\x00\x18\x00@\x00\x00\x00"  # implicit VR, 64 bytes
+    assert data.count(meta_instance) == 1 and data.count(sop_instance) == 1
+    hostile = data.replace(meta_instance, meta_instance[:5] + b"\x00").replace(
+        sop_instance,
+        b"\x08\x00\x17\x00" + sop_instance[4:],  # now an Acquisition UID
+    )
+    with pytest.raises(InvalidDicomError, match="cannot be read"):
+        read_instance(hostile)
+
+
 def test_file_over_the_limit_is_refused(native_ct: Path) -> None:
     with pytest.raises(InstanceTooLargeError, match="larger than the limit"):
         read_instance(native_ct, max_bytes=10_000)
