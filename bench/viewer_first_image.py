@@ -184,7 +184,11 @@ def main() -> None:
     ]
     for label, values in (("OHIF studyToFirstImage", timer), ("navigation to first image", wall)):
         rows.append(
-            (f"later: {label}", statistics.median(values["radserve"]), statistics.median(values["Orthanc"]))
+            (
+                f"later: {label}",
+                statistics.median(values["radserve"]),
+                statistics.median(values["Orthanc"]),
+            )
         )
     for label, ours, theirs in rows:
         print(f"| {label} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f} |")
