@@ -9,9 +9,6 @@ exchange holds the demo patient's name or ID.
 from __future__ import annotations
 
 import logging
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,11 +16,10 @@ import httpx
 import numpy as np
 import pydicom
 import pytest
-import uvicorn
 from dicomweb_client import DICOMwebClient
 from pydicom.uid import generate_uid
 
-from radserve.server import create_app, uvicorn_config
+from tests.live_server import dicomweb_server
 
 from .conftest import DICOM_MULTIPART, auth, make_settings, multipart
 
@@ -31,29 +27,10 @@ STUDY_UID = "1.3.6.1.4.1.14519.5.2.1.5168.1900.190311276211389538203367070477"
 PATIENT = "STS_002"  # the demo study's Patient's Name and Patient ID
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def server_url(tmp_path: Path) -> Iterator[str]:
-    app = create_app(make_settings(tmp_path, max_request_bytes=64 * 1024 * 1024))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=port))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-    assert not thread.is_alive()
+    with dicomweb_server(make_settings(tmp_path, max_request_bytes=64 * 1024 * 1024)) as url:
+        yield url
 
 
 def test_round_trip_over_a_real_socket(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,9 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from radserve.server import create_app, uvicorn_config
+from tests.live_server import dicomweb_server
 
 from .conftest import BOUNDARY, DICOM_MULTIPART, auth, make_settings
 
@@ -35,36 +33,12 @@ class Server:
     data_dir: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     settings = make_settings(tmp_path, body_idle_timeout_s=1.0)
-    app = create_app(settings)
-    port = _free_port()
-    config = uvicorn_config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        header_timeout_s=HEADER_TIMEOUT_S,
-        max_connections=MAX_CONNECTIONS,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    try:
-        yield Server(f"http://127.0.0.1:{port}", port, settings.data_dir)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    limits = {"header_timeout_s": HEADER_TIMEOUT_S, "max_connections": MAX_CONNECTIONS}
+    with dicomweb_server(settings, **limits) as url:
+        yield Server(url, int(url.rsplit(":", 1)[1]), settings.data_dir)
 
 
 def _connect(port: int) -> socket.socket:

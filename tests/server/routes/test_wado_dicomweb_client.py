@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -13,37 +9,12 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 import pydicom
-import uvicorn
 from dicomweb_client import DICOMwebClient
 from PIL import Image
 
-from radserve.server import ServerSettings, create_app, uvicorn_config
-from tests.live_server import free_port
+from tests.live_server import dicomweb_server
 
 from .conftest import DICOM_MULTIPART, auth, make_settings, multipart
-
-
-@contextmanager
-def dicomweb_server(settings: ServerSettings) -> Iterator[str]:
-    """A DICOMweb-only app (no models, no workers) under uvicorn on a loopback port; its URL.
-
-    The start_server pattern of tests/live_server.py, without the job lifecycle.
-    """
-    app = create_app(settings)
-    port = free_port()
-    server = uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=port))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    try:
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
-        app.state.radserve.store.close()
 
 
 def test_frames_rendered_and_bulkdata_with_dicomweb_client(

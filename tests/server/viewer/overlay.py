@@ -16,12 +16,24 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from radserve.dicom_io import key_slice, read_image_series, read_seg
+from radserve.dicom_io import ImageSeries, LabelMap, key_slice, read_image_series, read_seg
 from radserve.server import PacsClient
 
 from .conftest import READER_TOKEN, ProcessedStudy
 
 FIRST_VIEWPORT = "window.cornerstone.getRenderingEngines()[0].getViewports()[0]"
+
+
+def stored_labelmap(
+    processed: ProcessedStudy, seg_series_uid: str, series: ImageSeries
+) -> LabelMap:
+    """The SEG of ``seg_series_uid`` as the server stores it, read by us onto ``series``."""
+    client = PacsClient(
+        f"{processed.server.url}/dicomweb",
+        headers={"Authorization": f"Bearer {READER_TOKEN}"},
+    )
+    (seg,) = client.retrieve_series(processed.study_instance_uid, seg_series_uid)
+    return read_seg(seg, reference=series.volume)
 
 
 def viewport_pixels(page: Any) -> np.ndarray[Any, Any]:
@@ -55,12 +67,7 @@ def overlay_dice(
     yes = page.get_by_role("button", name="Yes")
     yes.wait_for(timeout=60_000)
     yes.click()
-    client = PacsClient(
-        f"{processed.server.url}/dicomweb",
-        headers={"Authorization": f"Bearer {READER_TOKEN}"},
-    )
-    (seg,) = client.retrieve_series(processed.study_instance_uid, seg_series_uid)
-    labelmap = read_seg(seg, reference=series.volume)
+    labelmap = stored_labelmap(processed, seg_series_uid, series)
     k = key_slice(labelmap)
     page.evaluate(
         f"""(uid) => {{

@@ -15,12 +15,11 @@ from radserve.dicom_io import (
     LabelMap,
     build_results,
     read_image_series,
-    read_seg,
 )
 from radserve.server import PacsClient
 
-from .conftest import READER_TOKEN, SUBMIT_TOKEN, ProcessedStudy, viewer_page
-from .overlay import wait_rendered
+from .conftest import SUBMIT_TOKEN, ProcessedStudy, viewer_page
+from .overlay import stored_labelmap, wait_rendered
 
 ALGORITHM = AlgorithmIdentity(name="finds-nothing", version="1", model_sha256="0" * 64)
 
@@ -29,12 +28,8 @@ ALGORITHM = AlgorithmIdentity(name="finds-nothing", version="1", model_sha256="0
 def no_findings(processed: ProcessedStudy, demo_study: Path) -> str:
     """A no-findings result set for the CT, stored in the study; its SR's description."""
     series = read_image_series(demo_study / "image")
-    reader = PacsClient(
-        f"{processed.server.url}/dicomweb", headers={"Authorization": f"Bearer {READER_TOKEN}"}
-    )
     seg_series = processed.result("SEG")["series_instance_uid"]
-    (seg,) = reader.retrieve_series(processed.study_instance_uid, seg_series)
-    segments = read_seg(seg, reference=series.volume).segments
+    segments = stored_labelmap(processed, seg_series, series).segments
     empty = LabelMap(series.volume.with_array(np.zeros(series.volume.shape, np.uint8)), segments)
     results = build_results(series, empty, algorithm=ALGORITHM)
     assert results.no_findings

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from pydicom.uid import generate_uid
 
-from radserve.dicom_io import AlgorithmIdentity, read_image_series, read_seg, write_seg
+from radserve.dicom_io import AlgorithmIdentity, read_image_series, write_seg
 from radserve.server import PacsClient, ViewerOptions, app_config_js
 
 from .conftest import READER_TOKEN, SUBMIT_TOKEN, ProcessedStudy, viewer_page
-from .overlay import overlay_dice
+from .overlay import overlay_dice, stored_labelmap
 
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 WHOLE = app_config_js(ViewerOptions(load_multiframe_as_part10=True))  # OHIF's default
@@ -33,12 +33,7 @@ WHOLE = app_config_js(ViewerOptions(load_multiframe_as_part10=True))  # OHIF's d
 def binary_copy(processed: ProcessedStudy, demo_study: Path) -> str:
     """The job's mask again, as a BINARY SEG in a series of its own; its Series UID."""
     series = read_image_series(demo_study / "image")
-    reader = PacsClient(
-        f"{processed.server.url}/dicomweb", headers={"Authorization": f"Bearer {READER_TOKEN}"}
-    )
-    seg_series = processed.result("SEG")["series_instance_uid"]
-    (seg,) = reader.retrieve_series(processed.study_instance_uid, seg_series)
-    labelmap = read_seg(seg, reference=series.volume)
+    labelmap = stored_labelmap(processed, processed.result("SEG")["series_instance_uid"], series)
     algorithm = AlgorithmIdentity(name="binary-copy", version="1", model_sha256="0" * 64)
     copy = write_seg(series, labelmap, algorithm=algorithm, series_description="BINARY copy")
     copy.SeriesInstanceUID = generate_uid()
