@@ -142,7 +142,9 @@ class ServerSettings(BaseSettings):
         routing_enabled: Create jobs for received series that a model's selection rules
             accept.
         routing_stable_s: Seconds without a new instance before a received series is routed.
-        job_max_attempts: Runs of one job (restarts included) before it is failed.
+        job_max_attempts: Runs of one job before it is failed: tries against a pull source
+            that is down, and crashes of the server while the job ran alone (then it is
+            quarantined); jobs interrupted together are not charged and rerun one at a time.
         export_backoff_s: First delay before an export (or a pull) is retried; doubled per
             attempt.
         export_backoff_max_s: Longest delay between export attempts.

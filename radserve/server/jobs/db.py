@@ -68,7 +68,9 @@ SCHEMA = (
       provider TEXT,
       timings TEXT NOT NULL DEFAULT '{}',
       error TEXT,
-      results TEXT NOT NULL DEFAULT '[]'
+      results TEXT NOT NULL DEFAULT '[]',
+      solo INTEGER NOT NULL DEFAULT 0,
+      crashes INTEGER NOT NULL DEFAULT 0
     )""",
     "CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, not_before, seq)",
     "CREATE INDEX IF NOT EXISTS jobs_series ON jobs (series_instance_uid, model_name)",
@@ -98,6 +100,21 @@ SCHEMA = (
       last_received_at REAL NOT NULL
     )""",
 )
+
+
+# Columns added after the first release: (name, definition), added to an older database.
+ADDED_JOB_COLUMNS = (
+    ("solo", "INTEGER NOT NULL DEFAULT 0"),
+    ("crashes", "INTEGER NOT NULL DEFAULT 0"),
+)
+
+
+def add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a jobs table made by an earlier version up to :data:`SCHEMA`."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    for name, definition in ADDED_JOB_COLUMNS:
+        if name not in present:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
 
 
 class Database:

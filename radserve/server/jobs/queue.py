@@ -4,14 +4,20 @@ A job runs one model on one series and sends the results to destinations. States
 
     queued -> running -> exporting -> done
                  |            (export records retried until delivered, never dropped)
-                 +-> failed   (bad input, timeout, or interrupted job_max_attempts times)
+                 +-> failed   (bad input, timeout, or quarantined: see below)
 
 A worker *claims* the oldest due queued job, which sets a lease (``lease_s`` from the last
 stage change). After a crash the server's next start re-queues every ``running`` job (the
 store's folder lock guarantees no other process runs them); a running job whose lease has
-expired is claimable too, for deployments where several processes share the queue. A job is
-failed instead once it has been claimed ``max_attempts`` times. Reruns do not duplicate
-results: result UIDs derive from the source series and the model version.
+expired is claimable too, for deployments where several processes share the queue. Reruns do
+not duplicate results: result UIDs derive from the source series and the model version.
+
+Crash accounting: a crash is charged only to a job that was running *alone* when the server
+stopped. Jobs interrupted together are charged nothing (their claim does not count as an
+attempt) and are marked *solo*: a solo job is claimed only when no other job runs, nothing
+else is claimed while it runs, and nothing passes it in the queue. So a job that kills the
+server is soon running alone when it does, and is failed ("quarantined") after
+``max_attempts`` such crashes, while the jobs that happened to run beside it are rerun.
 
 Each change of state is one transaction with ``synchronous=FULL``: once :meth:`JobQueue.submit`
 returns, the job survives a power cut. Times are stored as Unix seconds. The export records
@@ -35,6 +41,7 @@ from radserve.server.jobs.db import (
     JOBS_FILE,
     SCHEMA,
     Database,
+    add_missing_columns,
     exports_of,
     fail_job,
     features_of,
@@ -107,6 +114,7 @@ class JobQueue:
             with self.database.write() as db:
                 for statement in SCHEMA:
                     db.execute(statement)
+                add_missing_columns(db)
             self._recover()
         except BaseException:
             self.database.close()
@@ -117,23 +125,42 @@ class JobQueue:
         self.database.close()
 
     def _recover(self) -> None:
-        """Re-queue jobs a previous process left running (or fail them after max_attempts)."""
+        """Re-queue the jobs a previous process left running, charging the crash only to a
+        job that was running alone (see the module docstring)."""
         now = time.time()
         with self.database.write() as db:
             rows = db.execute(
-                "SELECT id, attempts FROM jobs WHERE state = ? AND (lease_owner IS NULL OR "
+                "SELECT id, crashes FROM jobs WHERE state = ? AND (lease_owner IS NULL OR "
                 "lease_owner != ?)",
                 (JobState.RUNNING, self._owner),
             ).fetchall()
-            for job_id, attempts in rows:
-                if attempts >= self.max_attempts:
-                    fail_job(db, job_id, f"interrupted {attempts} times; not retried", now)
-                else:
-                    db.execute(
-                        "UPDATE jobs SET state = ?, stage = ?, lease_owner = NULL, "
-                        "lease_expires = NULL, not_before = ?, updated_at = ? WHERE id = ?",
-                        (JobState.QUEUED, Stage.QUEUED, now, now, job_id),
+            alone = len(rows) == 1  # the process died running this job and no other
+            for job_id, crashes in rows:
+                if alone and crashes + 1 >= self.max_attempts:
+                    fail_job(
+                        db,
+                        job_id,
+                        f"quarantined: the server stopped {crashes + 1} times while running "
+                        "this job alone; not retried",
+                        now,
                     )
+                    continue
+                # Charged: one more crash. Not charged: the claim does not count as an
+                # attempt, and the job runs alone next time, so that a crash then is its own.
+                db.execute(
+                    "UPDATE jobs SET state = ?, stage = ?, lease_owner = NULL, "
+                    "lease_expires = NULL, not_before = ?, updated_at = ?, solo = 1, "
+                    "crashes = crashes + ?, attempts = MAX(attempts - ?, 0) WHERE id = ?",
+                    (
+                        JobState.QUEUED,
+                        Stage.QUEUED,
+                        now,
+                        now,
+                        1 if alone else 0,
+                        0 if alone else 1,
+                        job_id,
+                    ),
+                )
             sending = db.execute(
                 "UPDATE exports SET state = ?, next_attempt_at = ? WHERE state = ?",
                 (ExportState.PENDING, now, ExportState.SENDING),
@@ -187,14 +214,22 @@ class JobQueue:
         """Take the oldest due queued job (or one whose lease expired) and mark it running."""
         now = time.time()
         with self.database.write() as db:
+            running = db.execute(
+                "SELECT COUNT(*), COALESCE(MAX(solo), 0) FROM jobs WHERE state = ?",
+                (JobState.RUNNING,),
+            ).fetchone()
+            if running[1]:
+                return None  # a job that must run alone is running
             row = db.execute(
-                "SELECT id, attempts FROM jobs WHERE (state = ? AND not_before <= ?) OR "
+                "SELECT id, attempts, solo FROM jobs WHERE (state = ? AND not_before <= ?) OR "
                 "(state = ? AND lease_expires < ? AND lease_owner != ?) ORDER BY seq LIMIT 1",
                 (JobState.QUEUED, now, JobState.RUNNING, now, self._owner),
             ).fetchone()
             if row is None:
                 return None
-            job_id, attempts = row
+            job_id, attempts, solo = row
+            if solo and running[0]:
+                return None  # it waits until the others are done, and nothing passes it
             if attempts >= self.max_attempts:  # an expired lease, out of attempts
                 fail_job(db, job_id, f"interrupted {attempts} times; not retried", now)
                 return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def test_without_destinations_a_job_is_done_when_its_results_are_stored(tmp_path
     assert done.finished_at is not None
 
 
-def test_a_restart_requeues_running_jobs_and_fails_them_after_max_attempts(
+def test_a_job_that_stops_the_server_while_alone_is_quarantined(
     tmp_path: Path,
 ) -> None:
     queue = _queue(tmp_path, max_attempts=2)
@@ -97,7 +98,63 @@ def test_a_restart_requeues_running_jobs_and_fails_them_after_max_attempts(
     queue = _queue(tmp_path, max_attempts=2)
     failed = queue.get(job.id)
     assert failed.state is JobState.FAILED
-    assert failed.error == "interrupted 2 times; not retried"
+    assert failed.error == (
+        "quarantined: the server stopped 2 times while running this job alone; not retried"
+    )
+    queue.close()
+
+
+def test_jobs_running_together_when_the_server_stops_are_not_charged_and_rerun_alone(
+    tmp_path: Path,
+) -> None:
+    queue = _queue(tmp_path, max_attempts=2)
+    first, second, third = (queue.submit(SPEC) for _ in range(3))
+    assert queue.claim() is not None and queue.claim() is not None
+    queue.close()  # the server stops with two jobs running: neither is to blame
+
+    queue = _queue(tmp_path, max_attempts=2)
+    assert [queue.get(j.id).state for j in (first, second)] == [JobState.QUEUED] * 2
+    assert queue.get(second.id).attempts == 0  # the interrupted claim does not count
+    alone = queue.claim()
+    assert alone is not None and alone.id == first.id
+    assert queue.claim() is None  # an interrupted job runs alone
+    queue.close()  # ... and stops the server again: now it is charged
+
+    queue = _queue(tmp_path, max_attempts=2)
+    again = queue.claim()
+    assert again is not None and again.id == first.id
+    queue.close()  # a second stop while it runs alone: quarantined
+
+    queue = _queue(tmp_path, max_attempts=2)
+    assert queue.get(first.id).state is JobState.FAILED
+    assert "quarantined" in (queue.get(first.id).error or "")
+    bystander = queue.claim()  # never charged: it runs, alone, then the others
+    assert bystander is not None and bystander.id == second.id and bystander.attempts == 1
+    assert queue.claim() is None
+    assert queue.get(third.id).state is JobState.QUEUED
+    queue.close()
+
+
+def test_an_older_job_database_gains_the_crash_columns(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "jobs.sqlite3")
+    db.execute(
+        "CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, "
+        "state TEXT NOT NULL, stage TEXT NOT NULL, origin TEXT NOT NULL, "
+        "study_instance_uid TEXT NOT NULL, series_instance_uid TEXT, model_name TEXT NOT NULL, "
+        "model_version TEXT NOT NULL, source TEXT NOT NULL, destinations TEXT NOT NULL, "
+        "created_at REAL NOT NULL, updated_at REAL NOT NULL, started_at REAL, "
+        "finished_at REAL, not_before REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
+        "lease_owner TEXT, lease_expires REAL, provider TEXT, "
+        "timings TEXT NOT NULL DEFAULT '{}', error TEXT, results TEXT NOT NULL DEFAULT '[]')"
+    )
+    db.commit()
+    db.close()
+    queue = _queue(tmp_path)
+    job = queue.submit(SPEC)
+    assert queue.claim() is not None
+    queue.close()
+    queue = _queue(tmp_path)
+    assert queue.get(job.id).state is JobState.QUEUED
     queue.close()
 
 
