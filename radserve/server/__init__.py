@@ -48,6 +48,7 @@ from radserve.server.jobs import (
     run_pipeline,
     series_facts,
 )
+from radserve.server.jobs.limit import QueueLimit
 from radserve.server.metadata_cache import MetadataCache
 from radserve.server.metrics import (
     Counter,
@@ -166,6 +167,7 @@ __all__ = [
     "QueryLevel",
     "QueueError",
     "QueueFullError",
+    "QueueLimit",
     "RemoteSettings",
     "ResultInstance",
     "Role",

@@ -5,9 +5,9 @@ job queue and the instance store under ``data_dir``; :func:`create_app`, the one
 builds the app on them with one state object (:class:`radserve.server.deps.ServerState`). The
 :class:`ServerLifecycle` starts the workers, the exporter and the router when the app starts
 (FastAPI lifespan) and stops them (and the radiomics worker processes), then closes the queue
-and the store, when it shuts down. STOW-RS answers 503 with
-``Retry-After`` while the queue holds ``queue_max_jobs`` queued jobs. ``/readyz`` checks the
-store, the models, the queue and the workers.
+and the store, when it shuts down. STOW-RS answers 503 with ``Retry-After`` while the queue
+holds as many queued jobs as its limit (``QueueLimit``). ``/readyz`` checks the store, the
+models, the queue and the workers.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from radserve.server.deps import (
 )
 from radserve.server.http import install_error_handling, install_log_redaction, uvicorn_config
 from radserve.server.jobs.export import Exporter, ExportPolicy
+from radserve.server.jobs.limit import QueueLimit
 from radserve.server.jobs.queue import JobQueue
 from radserve.server.jobs.routing import Router, candidate_recorder
 from radserve.server.jobs.worker import WorkerOptions, WorkerPool
@@ -61,28 +62,29 @@ MAX_RETRY_AFTER_S = 600.0
 
 
 class QueueBackpressure:
-    """The STOW-RS back-pressure: busy while ``queue_max_jobs`` jobs are queued.
+    """The STOW-RS back-pressure: busy while the queue holds as many jobs as its limit.
 
     Retry-After estimates the time to drain the excess from the mean inference time seen so
     far (30 s before any job ran), between 5 s and 10 minutes.
     """
 
-    def __init__(self, queue: JobQueue, metrics: ServerMetrics, *, max_jobs: int, workers: int):
+    def __init__(self, queue: JobQueue, metrics: ServerMetrics, *, limit: QueueLimit, workers: int):
         self._queue = queue
         self._metrics = metrics
-        self._max_jobs = max_jobs
+        self._limit = limit
         self._workers = workers
 
     def __call__(self) -> float | None:
         depth = self._queue.depth()
-        if depth < self._max_jobs:
+        max_jobs = self._limit.current()
+        if depth < max_jobs:
             return None
         histogram = self._metrics.stage_seconds
         runs = histogram.count(stage="inference")
         if not runs:
             return DEFAULT_RETRY_AFTER_S
         mean_s = histogram.total(stage="inference") / runs
-        excess = depth - self._max_jobs + 1
+        excess = depth - max_jobs + 1
         return float(min(MAX_RETRY_AFTER_S, max(5.0, math.ceil(mean_s * excess / self._workers))))
 
 
@@ -98,6 +100,7 @@ class ServerLifecycle:
     router: Router | None
     routing_interval_s: float
     metrics: ServerMetrics
+    queue_limit: QueueLimit
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -112,6 +115,7 @@ class ServerLifecycle:
             workers=self.workers,
             exporter=self.exporter,
             metrics=self.metrics,
+            queue_limit=self.queue_limit,
         )
 
     def readiness_checks(self) -> dict[str, ReadinessCheck]:
@@ -227,10 +231,7 @@ def create_app(
         jobs = server.services()
         checks = {**server.readiness_checks(), **checks}
         backpressure = backpressure or QueueBackpressure(
-            server.queue,
-            server.metrics,
-            max_jobs=settings.queue_max_jobs,
-            workers=settings.workers,
+            server.queue, server.metrics, limit=server.queue_limit, workers=settings.workers
         )
 
     @asynccontextmanager
@@ -303,6 +304,12 @@ def _assemble(
     settings: ServerSettings, registry: ModelRegistry, store: InstanceStore, queue: JobQueue
 ) -> ServerLifecycle:
     metrics = ServerMetrics()
+    queue_limit = QueueLimit(
+        metrics,
+        configured=settings.queue_max_jobs,
+        workers=settings.workers,
+        backlog_s=settings.queue_backlog_s,
+    )
     policy = ExportPolicy(
         backoff_s=settings.export_backoff_s,
         backoff_max_s=settings.export_backoff_max_s,
@@ -338,7 +345,7 @@ def _assemble(
             store=store,
             stable_s=settings.routing_stable_s,
             destinations=[d.name for d in settings.destinations],
-            max_queued=settings.queue_max_jobs,
+            max_queued=queue_limit.current,
         )
         router.on_job = lambda job: workers.wake()
     return ServerLifecycle(
@@ -350,6 +357,7 @@ def _assemble(
         router=router,
         routing_interval_s=min(1.0, max(0.1, settings.routing_stable_s / 4)),
         metrics=metrics,
+        queue_limit=queue_limit,
     )
 
 

@@ -20,6 +20,7 @@ from fastapi import Depends, Request, Response
 from radserve.server.auth import Authenticator, Principal
 from radserve.server.errors import PermissionDeniedError
 from radserve.server.jobs.export import Exporter
+from radserve.server.jobs.limit import QueueLimit
 from radserve.server.jobs.queue import JobQueue
 from radserve.server.jobs.worker import WorkerPool
 from radserve.server.metadata_cache import MetadataCache
@@ -55,6 +56,7 @@ class JobServices:
         workers: The job workers (woken when a job is queued).
         exporter: The export sender.
         metrics: The recorded metrics.
+        queue_limit: The queue limit in force (configured or derived).
     """
 
     queue: JobQueue
@@ -62,6 +64,7 @@ class JobServices:
     workers: WorkerPool
     exporter: Exporter
     metrics: ServerMetrics
+    queue_limit: QueueLimit
 
 
 @dataclass(frozen=True)

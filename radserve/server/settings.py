@@ -124,7 +124,10 @@ class ServerSettings(BaseSettings):
         overwrite_instances: Replace a stored instance by a different one with the same SOP
             Instance UID instead of refusing it (409).
         job_timeout_s: Longest run of one job.
-        queue_max_jobs: Queued jobs beyond which STOW-RS answers 503 (back-pressure).
+        queue_max_jobs: Queued jobs beyond which STOW-RS and ``POST /jobs`` answer 503 and
+            routing waits. Unset: derived from the measured mean job time, the jobs the
+            workers get through in ``queue_backlog_s`` (100 before any job has run).
+        queue_backlog_s: The work, in seconds, a derived queue limit allows to wait.
         tokens: The API tokens.
         dev_token: A token with every role, for development only (logged as such).
         destinations: PACS to send results to.
@@ -198,7 +201,8 @@ class ServerSettings(BaseSettings):
     max_instances_per_study: int = Field(default=20_000, gt=0)
     overwrite_instances: bool = False
     job_timeout_s: float = Field(default=3600.0, gt=0)
-    queue_max_jobs: int = Field(default=1000, gt=0)
+    queue_max_jobs: int | None = Field(default=None, gt=0)
+    queue_backlog_s: float = Field(default=1800.0, gt=0)
     tokens: tuple[TokenSettings, ...] = ()
     dev_token: SecretStr | None = None
     destinations: tuple[RemoteSettings, ...] = ()

@@ -59,8 +59,9 @@ class Router:
         store: The store the series are in.
         stable_s: Seconds without a new instance before a series is routed.
         destinations: Destination names for routed jobs.
-        max_queued: Route nothing while this many jobs are queued: the series stay
-            candidates and are routed once the queue has room (``None``: no limit).
+        max_queued: Route nothing while this many jobs are queued (a number, or a function
+            giving the limit in force): the series stay candidates and are routed once the
+            queue has room (``None``: no limit).
     """
 
     def __init__(
@@ -71,7 +72,7 @@ class Router:
         store: InstanceStore,
         stable_s: float,
         destinations: Sequence[str],
-        max_queued: int | None = None,
+        max_queued: int | Callable[[], int] | None = None,
     ) -> None:
         self._max_queued = max_queued
         self._queue = queue
@@ -123,7 +124,7 @@ class Router:
                     destinations=self._destinations,
                     origin="routing",
                 ),
-                max_queued=self._max_queued,
+                max_queued=self._max_queued() if callable(self._max_queued) else self._max_queued,
             )
             if job is not None:
                 logger.info("routed a received series to %s: job %s", model.key, job.id)

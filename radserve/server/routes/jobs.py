@@ -210,7 +210,7 @@ def _create_job(body: JobRequest, state: StateDep, jobs: JobsDep) -> JSONRespons
         origin="api",
     )
     try:
-        job = services.queue.submit(spec, max_queued=settings.queue_max_jobs)
+        job = services.queue.submit(spec, max_queued=services.queue_limit.current())
     except QueueFullError as exc:
         retry_after_s = state.backpressure() or DEFAULT_RETRY_AFTER_S
         raise ServiceBusyError(
