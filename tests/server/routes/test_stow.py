@@ -115,7 +115,7 @@ async def test_a_file_meta_element_of_unknown_vr_fails_its_part(
     client: httpx.AsyncClient, demo_files: list[Path]
 ) -> None:
     """Found by the fuzzer: a truncated file whose Media Storage SOP Class UID has the VR
-    ``U\\0`` (pydicom raises NotImplementedError reading it: once a 500)."""
+    ``U\\0`` (pydicom's unknown-VR exception reading it was once a 500)."""
     data = demo_files[0].read_bytes()
     meta_class = b"\x02\x00\x02\x00UI"
     assert data.count(meta_class) == 1
