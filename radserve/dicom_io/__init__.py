@@ -101,6 +101,7 @@ from radserve.dicom_io.reading import (
     with_pixel_data,
 )
 from radserve.dicom_io.rendering import (
+    MAX_VIEWPORT,
     RENDERED_MEDIA_TYPES,
     RenderOptions,
     Window,
@@ -154,6 +155,7 @@ __all__ = [
     "ENCAPSULATED_UNCOMPRESSED_EXPLICIT_VR_LITTLE_ENDIAN",
     "MANUFACTURER",
     "MAX_LENGTH",
+    "MAX_VIEWPORT",
     "MORPHOLOGICALLY_ABNORMAL_STRUCTURE",
     "NEOPLASM",
     "ORGAN",

@@ -27,6 +27,8 @@ from radserve.dicom_io.sc.render import window_from_headers
 JPEG = "image/jpeg"
 PNG = "image/png"
 RENDERED_MEDIA_TYPES = (JPEG, PNG)
+# The largest viewport side: a rendering is one image in memory (4096 x 4096 RGB: 48 MiB).
+MAX_VIEWPORT = 4096
 
 
 class WindowFunction(enum.Enum):
@@ -78,8 +80,8 @@ class RenderOptions:
             raise ValueError(f"cannot render as {self.media_type}")
         if not 1 <= self.quality <= 100:
             raise ValueError("quality must be 1 to 100")
-        if self.viewport is not None and min(self.viewport) < 1:
-            raise ValueError("viewport width and height must be positive")
+        if self.viewport is not None and not all(1 <= n <= MAX_VIEWPORT for n in self.viewport):
+            raise ValueError(f"viewport width and height must be 1 to {MAX_VIEWPORT}")
 
 
 def stored_window(header: Dataset) -> Window | None:

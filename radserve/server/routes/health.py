@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from radserve.server.deps import StateDep
+from radserve.server.routes.api_description import answers
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,12 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness")
+@router.get(
+    "/readyz",
+    summary="Readiness",
+    response_class=JSONResponse,
+    responses=answers(503, "Not ready: the answer names the failed checks", "application/json"),
+)
 def readyz(request: Request, state: StateDep) -> JSONResponse:
     """Whether the server can take work: 200 when every check passes, else 503."""
     checks = {"store": state.store.check_ready, **state.readiness_checks}

@@ -42,6 +42,7 @@ from radserve.server.errors import (
     ServiceBusyError,
 )
 from radserve.server.jobs.queue import Job, JobFeatures, JobSpec, JobState, QueueFullError
+from radserve.server.routes.api_description import AUTHENTICATED, answers, errors
 from radserve.server.routes.bodies import read_bounded_body
 from radserve.server.routes.schemas import JobList, JobView
 from radserve.server.settings import LOCAL_SOURCE, Role
@@ -54,7 +55,7 @@ from radserve.server.store.instances import (
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses={**AUTHENTICATED, **errors(400)})
 
 _UID = r"^[0-9]+(\.[0-9]+)*$"
 _MODEL = r"^[a-z0-9][a-z0-9._-]*(/[0-9A-Za-z.+-]+)?$"
@@ -167,6 +168,7 @@ def _job_request(body: bytes) -> JobRequest:
     summary="Create a job",
     dependencies=[Depends(require_role(Role.SUBMIT))],
     response_model=JobView,
+    responses=errors(404, 408, 413, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -262,6 +264,7 @@ def list_jobs(
     summary="One job",
     dependencies=[Depends(require_role(Role.READ))],
     response_model=JobView,
+    responses=errors(404),
 )
 def get_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     """A job: state, stage, timings, error, results and exports."""
@@ -272,7 +275,11 @@ def get_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     "/{job_id}/features",
     summary="A job's radiomic feature table (JSON or CSV)",
     dependencies=[Depends(require_role(Role.READ))],
-    response_model=None,
+    response_class=Response,
+    responses={
+        **answers(200, "The feature table", JSON, CSV, schema={"type": "object"}),
+        **errors(404, 406),
+    },
 )
 def get_job_features(
     job_id: str,

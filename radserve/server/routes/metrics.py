@@ -11,14 +11,22 @@ from fastapi import APIRouter, Depends, Response
 from radserve.server.deps import JobsDep, require_any_role
 from radserve.server.jobs.queue import JobState
 from radserve.server.metrics import CONTENT_TYPE, gauge_lines
+from radserve.server.routes.api_description import AUTHENTICATED, answers
 from radserve.server.settings import Role
 
 router = APIRouter(
-    tags=["operations"], dependencies=[Depends(require_any_role(Role.READ, Role.ADMIN))]
+    tags=["operations"],
+    dependencies=[Depends(require_any_role(Role.READ, Role.ADMIN))],
+    responses=AUTHENTICATED,
 )
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses=answers(200, "The Prometheus text exposition", "text/plain"),
+)
 def metrics(jobs: JobsDep) -> Response:
     """The metrics in the Prometheus text format."""
     services = jobs

@@ -10,10 +10,13 @@ from fastapi import APIRouter, Depends
 
 from radserve.server.deps import JobsDep, require_role
 from radserve.server.registry import RegisteredModel
+from radserve.server.routes.api_description import AUTHENTICATED
 from radserve.server.routes.schemas import ModelList
 from radserve.server.settings import Role
 
-router = APIRouter(tags=["models"], dependencies=[Depends(require_role(Role.READ))])
+router = APIRouter(
+    tags=["models"], dependencies=[Depends(require_role(Role.READ))], responses=AUTHENTICATED
+)
 
 
 def model_json(model: RegisteredModel) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from radserve.server.deps import require_role
+from radserve.server.routes.api_description import AUTHENTICATED, describe
 from radserve.server.settings import Role
 
 router = APIRouter(tags=["api"])
@@ -21,8 +22,8 @@ router = APIRouter(tags=["api"])
     "/openapi.json",
     summary="The OpenAPI description of this API",
     dependencies=[Depends(require_role(Role.READ))],
+    responses=AUTHENTICATED,
 )
 def openapi(request: Request) -> dict[str, Any]:
     """The OpenAPI 3 document of every route."""
-    document: dict[str, Any] = request.app.openapi()
-    return document
+    return describe(request.app.openapi())

@@ -21,16 +21,27 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydicom.datadict import keyword_for_tag
 
 from radserve.server.deps import StoreDep, dicom_json_response, dicomweb_url, require_role
+from radserve.server.routes.api_description import (
+    AUTHENTICATED,
+    DICOM_JSON_RESULTS,
+    errors,
+    qido_parameters,
+)
 from radserve.server.settings import Role
 from radserve.server.store.instances import InstanceQuery, InstanceStore, QueryError, QueryLevel
 from radserve.server.store.query import check_keyword
 
 router = APIRouter(
-    prefix="/dicomweb", tags=["QIDO-RS"], dependencies=[Depends(require_role(Role.READ))]
+    prefix="/dicomweb",
+    tags=["QIDO-RS"],
+    dependencies=[Depends(require_role(Role.READ))],
+    default_response_class=Response,
+    responses={**AUTHENTICATED, **DICOM_JSON_RESULTS, **errors(400)},
 )
 
 MAX_RESULTS = 5000
 _TAG = re.compile(r"[0-9A-Fa-f]{8}")
+_COUNT = re.compile(r"[0-9]{1,19}")
 _RETRIEVE_URL = "00081190"
 _MORE_RESULTS = '299 radserve "There are additional results that can be requested"'
 
@@ -48,13 +59,9 @@ def _keyword(key: str) -> str:
 
 
 def _non_negative(name: str, value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError as exc:
-        raise QueryError(f"{name} must be a non-negative integer") from exc
-    if number < 0:
+    if not _COUNT.fullmatch(value):  # ASCII digits only: int() also takes "+1", " 1", "1_0"
         raise QueryError(f"{name} must be a non-negative integer")
-    return number
+    return int(value)
 
 
 def parse_query(
@@ -121,19 +128,29 @@ def _retrieve_url(base: str, level: QueryLevel, result: dict[str, Any]) -> str:
     return url
 
 
-@router.get("/studies", summary="Search for studies")
+@router.get(
+    "/studies", summary="Search for studies", openapi_extra=qido_parameters(QueryLevel.STUDY)
+)
 def search_studies(request: Request, store: StoreDep) -> Response:
     """Studies matching the query parameters."""
     return _search(request, store, parse_query(request, QueryLevel.STUDY))
 
 
-@router.get("/series", summary="Search for series of any study")
+@router.get(
+    "/series",
+    summary="Search for series of any study",
+    openapi_extra=qido_parameters(QueryLevel.SERIES),
+)
 def search_series(request: Request, store: StoreDep) -> Response:
     """Series of any study matching the query parameters."""
     return _search(request, store, parse_query(request, QueryLevel.SERIES))
 
 
-@router.get("/studies/{study}/series", summary="Search for series of a study")
+@router.get(
+    "/studies/{study}/series",
+    summary="Search for series of a study",
+    openapi_extra=qido_parameters(QueryLevel.SERIES),
+)
 def search_study_series(request: Request, store: StoreDep, study: str) -> Response:
     """Series of one study matching the query parameters."""
     return _search(
@@ -141,20 +158,30 @@ def search_study_series(request: Request, store: StoreDep, study: str) -> Respon
     )
 
 
-@router.get("/instances", summary="Search for instances of any study")
+@router.get(
+    "/instances",
+    summary="Search for instances of any study",
+    openapi_extra=qido_parameters(QueryLevel.IMAGE),
+)
 def search_instances(request: Request, store: StoreDep) -> Response:
     """Instances of any study matching the query parameters."""
     return _search(request, store, parse_query(request, QueryLevel.IMAGE))
 
 
-@router.get("/studies/{study}/instances", summary="Search for instances of a study")
+@router.get(
+    "/studies/{study}/instances",
+    summary="Search for instances of a study",
+    openapi_extra=qido_parameters(QueryLevel.IMAGE),
+)
 def search_study_instances(request: Request, store: StoreDep, study: str) -> Response:
     """Instances of one study matching the query parameters."""
     return _search(request, store, parse_query(request, QueryLevel.IMAGE, study_instance_uid=study))
 
 
 @router.get(
-    "/studies/{study}/series/{series}/instances", summary="Search for instances of a series"
+    "/studies/{study}/series/{series}/instances",
+    summary="Search for instances of a series",
+    openapi_extra=qido_parameters(QueryLevel.IMAGE),
 )
 def search_series_instances(request: Request, store: StoreDep, study: str, series: str) -> Response:
     """Instances of one series matching the query parameters."""

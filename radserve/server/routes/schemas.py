@@ -133,3 +133,9 @@ class ModelList(BaseModel):
     """``GET /models``: every loaded model package, by name then version."""
 
     models: list[ModelView]
+
+
+class ErrorView(BaseModel):
+    """The body of every error answer: a short, fixed message without patient data."""
+
+    error: str

@@ -24,9 +24,10 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydicom.dataset import Dataset
 
 from radserve.dicom_io import (
@@ -48,6 +49,7 @@ from radserve.server.errors import (
     ServiceBusyError,
     UnsupportedMediaTypeError,
 )
+from radserve.server.routes.api_description import AUTHENTICATED, STOW_BODY, STOW_RESPONSES
 from radserve.server.routes.bodies import body_chunks
 from radserve.server.routes.multipart import (
     MultipartParser,
@@ -71,9 +73,15 @@ from radserve.server.store.instances import (
 logger = logging.getLogger(__name__)
 
 router = APIRouter(
-    prefix="/dicomweb", tags=["STOW-RS"], dependencies=[Depends(require_role(Role.SUBMIT))]
+    prefix="/dicomweb",
+    tags=["STOW-RS"],
+    dependencies=[Depends(require_role(Role.SUBMIT))],
+    default_response_class=Response,
+    responses={**AUTHENTICATED, **STOW_RESPONSES},
 )
 
+# The study of ``/studies/{study}``: a UID (PS3.5 9.1), checked before the body is read.
+StudyUID = Annotated[str, Path(pattern=r"^[0-9]+(\.[0-9]+)*$", max_length=64)]
 FEED_BYTES = 1024 * 1024  # body bytes handed to the worker thread at once
 _MAX_WARNINGS = 5
 
@@ -318,13 +326,17 @@ def _header_text(message: str) -> str:
     return text if len(text) <= _MAX_WARNING_CHARS else text[: _MAX_WARNING_CHARS - 3] + "..."
 
 
-@router.post("/studies", summary="Store instances (STOW-RS)")
+@router.post("/studies", summary="Store instances (STOW-RS)", openapi_extra=STOW_BODY)
 async def store_instances(request: Request, state: StateDep) -> Response:
     """Store the instances of a multipart/related request, of any studies."""
     return await _store(request, state, None)
 
 
-@router.post("/studies/{study}", summary="Store instances of one study (STOW-RS)")
-async def store_study_instances(request: Request, state: StateDep, study: str) -> Response:
+@router.post(
+    "/studies/{study}",
+    summary="Store instances of one study (STOW-RS)",
+    openapi_extra=STOW_BODY,
+)
+async def store_study_instances(request: Request, state: StateDep, study: StudyUID) -> Response:
     """Store the instances of a multipart/related request, all of study ``study``."""
     return await _store(request, state, study)

@@ -21,10 +21,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from radserve.dicom_io import MAX_VIEWPORT, RENDERED_MEDIA_TYPES
 from radserve.server.deps import StateDep, StoreDep, dicomweb_url, require_role
+from radserve.server.routes.api_description import (
+    AUTHENTICATED,
+    DICOM_JSON,
+    MULTIPART_RELATED,
+    answers,
+    errors,
+)
 from radserve.server.routes.retrieve import (
     bulkdata_response,
     choose_media_type,
@@ -40,26 +48,58 @@ from radserve.server.routes.retrieve import (
 from radserve.server.settings import Role
 
 router = APIRouter(
-    prefix="/dicomweb", tags=["WADO-RS"], dependencies=[Depends(require_role(Role.READ))]
+    prefix="/dicomweb",
+    tags=["WADO-RS"],
+    dependencies=[Depends(require_role(Role.READ))],
+    default_response_class=Response,
+    responses={**AUTHENTICATED, **errors(400, 404, 406)},
 )
 
 INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
-WindowQuery = Annotated[str | None, Query(description="center,width[,function]")]
-ViewportQuery = Annotated[str | None, Query(description="width,height in pixels")]
-QualityQuery = Annotated[str | None, Query(description="JPEG quality, 1 to 100")]
+_INSTANCES = answers(
+    200, 'The instances, multipart/related; type="application/dicom"', MULTIPART_RELATED
+)
+_METADATA = answers(200, "DICOM JSON, bulk data by BulkDataURI", DICOM_JSON, "application/json")
+_FRAMES = answers(200, "The frames, one part each", MULTIPART_RELATED)
+_BULKDATA = answers(200, "The value, one part", MULTIPART_RELATED)
+_RENDERED = answers(
+    200, "JPEG or PNG (several images: one part each)", *RENDERED_MEDIA_TYPES, MULTIPART_RELATED
+)
+_THUMBNAIL = answers(200, "JPEG or PNG", *RENDERED_MEDIA_TYPES)
+WindowQuery = Annotated[
+    str | None, Query(description="center,width[,linear|linear-exact|sigmoid]", max_length=80)
+]
+ViewportQuery = Annotated[
+    str | None,
+    Query(
+        description=f"width,height in pixels, each 1 to {MAX_VIEWPORT}",
+        pattern=r"^[0-9]{1,9},[0-9]{1,9}(,[^,]*){0,4}$",
+    ),
+]
+QualityQuery = Annotated[
+    str | None, Query(description="JPEG quality, 1 to 100", pattern=r"^[0-9]{1,3}$")
+]
+# Checked by the handlers, whose answers name the bad entries (the pattern is documentation).
+FrameList = Annotated[
+    str,
+    Path(
+        description="Frame numbers from 1, comma-separated",
+        json_schema_extra={"pattern": r"^[0-9]{1,9}(,[0-9]{1,9})*$"},
+    ),
+]
 
 
 def _accept(request: Request) -> str | None:
     return request.headers.get("accept")
 
 
-@router.get("/studies/{study}", summary="Retrieve a study")
+@router.get("/studies/{study}", summary="Retrieve a study", responses=_INSTANCES)
 def retrieve_study(request: Request, store: StoreDep, study: str) -> StreamingResponse:
     """All instances of a study."""
     return retrieve_files(_accept(request), store.get_instances(study))
 
 
-@router.get("/studies/{study}/series/{series}", summary="Retrieve a series")
+@router.get("/studies/{study}/series/{series}", summary="Retrieve a series", responses=_INSTANCES)
 def retrieve_series(
     request: Request, store: StoreDep, study: str, series: str
 ) -> StreamingResponse:
@@ -67,7 +107,7 @@ def retrieve_series(
     return retrieve_files(_accept(request), store.get_instances(study, series))
 
 
-@router.get(INSTANCE, summary="Retrieve an instance")
+@router.get(INSTANCE, summary="Retrieve an instance", responses=_INSTANCES)
 def retrieve_instance(
     request: Request, store: StoreDep, study: str, series: str, instance: str
 ) -> StreamingResponse:
@@ -75,7 +115,7 @@ def retrieve_instance(
     return retrieve_files(_accept(request), store.get_instances(study, series, instance))
 
 
-@router.get("/studies/{study}/metadata", summary="Retrieve a study's metadata")
+@router.get("/studies/{study}/metadata", summary="Retrieve a study's metadata", responses=_METADATA)
 def retrieve_study_metadata(
     request: Request, state: StateDep, store: StoreDep, study: str
 ) -> StreamingResponse:
@@ -90,7 +130,11 @@ def retrieve_study_metadata(
     )
 
 
-@router.get("/studies/{study}/series/{series}/metadata", summary="Retrieve a series' metadata")
+@router.get(
+    "/studies/{study}/series/{series}/metadata",
+    summary="Retrieve a series' metadata",
+    responses=_METADATA,
+)
 def retrieve_series_metadata(
     request: Request, state: StateDep, store: StoreDep, study: str, series: str
 ) -> StreamingResponse:
@@ -105,7 +149,7 @@ def retrieve_series_metadata(
     )
 
 
-@router.get(INSTANCE + "/metadata", summary="Retrieve an instance's metadata")
+@router.get(INSTANCE + "/metadata", summary="Retrieve an instance's metadata", responses=_METADATA)
 def retrieve_instance_metadata(
     request: Request, state: StateDep, store: StoreDep, study: str, series: str, instance: str
 ) -> StreamingResponse:
@@ -120,16 +164,20 @@ def retrieve_instance_metadata(
     )
 
 
-@router.get(INSTANCE + "/frames/{frames}", summary="Retrieve frames of an instance")
+@router.get(
+    INSTANCE + "/frames/{frames}", summary="Retrieve frames of an instance", responses=_FRAMES
+)
 def retrieve_frames(
-    request: Request, store: StoreDep, study: str, series: str, instance: str, frames: str
+    request: Request, store: StoreDep, study: str, series: str, instance: str, frames: FrameList
 ) -> Response:
     """Frames ``frames`` (``1`` or ``1,3,5``, from 1), one part each, in the order asked."""
     [stored] = store.get_instances(study, series, instance)
     return frames_response(_accept(request), stored, frames)
 
 
-@router.get(INSTANCE + "/bulkdata/{tag_path:path}", summary="Retrieve bulk data")
+@router.get(
+    INSTANCE + "/bulkdata/{tag_path:path}", summary="Retrieve bulk data", responses=_BULKDATA
+)
 def retrieve_bulkdata(
     request: Request, store: StoreDep, study: str, series: str, instance: str, tag_path: str
 ) -> Response:
@@ -138,7 +186,11 @@ def retrieve_bulkdata(
     return bulkdata_response(_accept(request), stored, tag_path, max_bytes=store.max_instance_bytes)
 
 
-@router.get("/studies/{study}/series/{series}/rendered", summary="Retrieve a rendered series")
+@router.get(
+    "/studies/{study}/series/{series}/rendered",
+    summary="Retrieve a rendered series",
+    responses=_RENDERED,
+)
 def retrieve_rendered_series(
     request: Request,
     store: StoreDep,
@@ -154,7 +206,7 @@ def retrieve_rendered_series(
     return rendered_series(store.get_instances(study, series), options)
 
 
-@router.get(INSTANCE + "/rendered", summary="Retrieve a rendered instance")
+@router.get(INSTANCE + "/rendered", summary="Retrieve a rendered instance", responses=_RENDERED)
 def retrieve_rendered_instance(
     request: Request,
     store: StoreDep,
@@ -172,14 +224,16 @@ def retrieve_rendered_instance(
     return Response(render_instance(stored, 0, options), media_type=media_type)
 
 
-@router.get(INSTANCE + "/frames/{frames}/rendered", summary="Retrieve rendered frames")
+@router.get(
+    INSTANCE + "/frames/{frames}/rendered", summary="Retrieve rendered frames", responses=_RENDERED
+)
 def retrieve_rendered_frames(
     request: Request,
     store: StoreDep,
     study: str,
     series: str,
     instance: str,
-    frames: str,
+    frames: FrameList,
     window: WindowQuery = None,
     viewport: ViewportQuery = None,
     quality: QualityQuery = None,
@@ -191,7 +245,9 @@ def retrieve_rendered_frames(
     return rendered_frames(stored, frames, options)
 
 
-@router.get("/studies/{study}/thumbnail", summary="Retrieve a study thumbnail")
+@router.get(
+    "/studies/{study}/thumbnail", summary="Retrieve a study thumbnail", responses=_THUMBNAIL
+)
 def retrieve_study_thumbnail(
     request: Request,
     store: StoreDep,
@@ -208,7 +264,11 @@ def retrieve_study_thumbnail(
     return Response(render_instance(shown, 0, options), media_type=media_type)
 
 
-@router.get("/studies/{study}/series/{series}/thumbnail", summary="Retrieve a series thumbnail")
+@router.get(
+    "/studies/{study}/series/{series}/thumbnail",
+    summary="Retrieve a series thumbnail",
+    responses=_THUMBNAIL,
+)
 def retrieve_series_thumbnail(
     request: Request,
     store: StoreDep,
@@ -226,7 +286,7 @@ def retrieve_series_thumbnail(
     return Response(render_instance(shown, 0, options), media_type=media_type)
 
 
-@router.get(INSTANCE + "/thumbnail", summary="Retrieve an instance thumbnail")
+@router.get(INSTANCE + "/thumbnail", summary="Retrieve an instance thumbnail", responses=_THUMBNAIL)
 def retrieve_instance_thumbnail(
     request: Request,
     store: StoreDep,

@@ -31,8 +31,9 @@ from radserve.server.store.index import (
     QueryLevel,
 )
 
-_DATE = re.compile(r"\d{8}")
-_TIME = re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?")
+_DATE = re.compile(r"[0-9]{8}")  # ASCII digits: \d would take any script's
+_TIME = re.compile(r"[0-9]{2}([0-9]{2}([0-9]{2}(\.[0-9]{1,6})?)?)?")
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 @dataclass(frozen=True)
@@ -158,10 +159,9 @@ def _condition(attribute: IndexedAttribute, column: str, value: str) -> tuple[st
         values = _list(value)
         return f"{column} IN ({', '.join('?' for _ in values)})", values
     if kind is MatchKind.NUMBER:
-        try:
-            return f"{column} = ?", [int(value)]
-        except ValueError as exc:
-            raise QueryError(f"{name} must be an integer") from exc
+        if not _INTEGER.fullmatch(value):
+            raise QueryError(f"{name} must be an integer")
+        return f"{column} = ?", [int(value)]
     if kind in (MatchKind.DATE, MatchKind.TIME):
         return _range(column, name, value, _DATE if kind is MatchKind.DATE else _TIME)
     wildcard = "*" in value or "?" in value

@@ -9,6 +9,8 @@ the offending entries.
 
 from __future__ import annotations
 
+import re
+
 from fastapi import Response
 
 from radserve.server.errors import MalformedRequestError
@@ -17,6 +19,7 @@ from radserve.server.routes.retrieve.responses import multipart_response
 from radserve.server.store.batch import StoredInstance
 
 MAX_LISTED = 10
+_FRAME_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII digits (str.isdecimal takes any script's)
 
 
 def parse_frame_list(text: str, number_of_frames: int) -> list[int]:
@@ -25,8 +28,8 @@ def parse_frame_list(text: str, number_of_frames: int) -> list[int]:
     Raises:
         MalformedRequestError: An entry is not a number, or not 1 to ``number_of_frames``.
     """
-    entries = [entry.strip() for entry in text.split(",")]
-    garbage = [entry for entry in entries if not entry.isdecimal()]
+    entries = text.split(",")
+    garbage = [entry for entry in entries if not _FRAME_NUMBER.fullmatch(entry)]
     if garbage:
         shown = ", ".join(repr(e) for e in garbage[:MAX_LISTED])
         raise MalformedRequestError(f"frame list holds entries that are not frame numbers: {shown}")

@@ -12,11 +12,13 @@ study's first series holding images.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from fastapi import Response
 
 from radserve.dicom_io import (
+    MAX_VIEWPORT,
     RENDERED_MEDIA_TYPES,
     RenderOptions,
     Window,
@@ -36,6 +38,7 @@ RENDERED_OFFERS = tuple(Offer(media_type) for media_type in RENDERED_MEDIA_TYPES
 THUMBNAIL_VIEWPORT = (128, 128)
 THUMBNAIL_QUALITY = 75
 DEFAULT_QUALITY = 90
+_COUNT = re.compile(r"[0-9]{1,9}")  # ASCII digits only (str.isdecimal takes any script's)
 
 
 def _numbers(text: str) -> list[str]:
@@ -73,12 +76,16 @@ def parse_render_query(
     size = THUMBNAIL_VIEWPORT if thumbnail else None
     if viewport:
         parts = _numbers(viewport)
-        if len(parts) < 2 or not all(p.isdecimal() and int(p) > 0 for p in parts[:2]):
-            raise MalformedRequestError("viewport must be width,height in pixels (above 0)")
+        if len(parts) < 2 or not all(
+            _COUNT.fullmatch(p) and 1 <= int(p) <= MAX_VIEWPORT for p in parts[:2]
+        ):
+            raise MalformedRequestError(
+                f"viewport must be width,height in pixels (1 to {MAX_VIEWPORT})"
+            )
         size = (int(parts[0]), int(parts[1]))
     level = THUMBNAIL_QUALITY if thumbnail else DEFAULT_QUALITY
     if quality:
-        if not quality.strip().isdecimal() or not 1 <= int(quality) <= 100:
+        if not _COUNT.fullmatch(quality.strip()) or not 1 <= int(quality) <= 100:
             raise MalformedRequestError("quality must be a number from 1 to 100")
         level = int(quality)
     return RenderOptions(media_type=media_type, window=chosen_window, viewport=size, quality=level)
@@ -97,21 +104,30 @@ def render_instance(instance: StoredInstance, index: int, options: RenderOptions
 
 
 def rendered_frames(instance: StoredInstance, frame_list: str, options: RenderOptions) -> Response:
-    """The frames of ``frame_list`` rendered: one image, or a multipart of several."""
+    """The frames of ``frame_list`` rendered: one image, or a multipart of several (each
+    rendered as it is sent)."""
     layout = image_layout(instance)
     indices = parse_frame_list(frame_list, layout.number_of_frames)
-    images = [render_instance(instance, k, options) for k in indices]
-    if len(images) == 1:
-        return Response(images[0], media_type=options.media_type)
-    return multipart_response(options.media_type, [(options.media_type, i) for i in images])
+    if len(indices) == 1:
+        return Response(
+            render_instance(instance, indices[0], options), media_type=options.media_type
+        )
+    images = (render_instance(instance, k, options) for k in indices)
+    return multipart_response(options.media_type, ((options.media_type, i) for i in images))
 
 
 def rendered_series(instances: Sequence[StoredInstance], options: RenderOptions) -> Response:
-    """The first frame of each image instance rendered, one part each."""
-    images = [render_instance(i, 0, options) for i in _images(instances)]
-    if not images:
+    """The first frame of each image instance rendered, one part each (each rendered as it
+    is sent).
+
+    Raises:
+        ResourceNotFoundError: The series holds no image instance.
+    """
+    shown = _images(instances)
+    if not shown:
         raise ResourceNotFoundError("the series holds no image instance")
-    return multipart_response(options.media_type, [(options.media_type, i) for i in images])
+    images = (render_instance(i, 0, options) for i in shown)
+    return multipart_response(options.media_type, ((options.media_type, i) for i in images))
 
 
 def _images(instances: Sequence[StoredInstance]) -> list[StoredInstance]:
