@@ -12,9 +12,13 @@ Figures per server: instances stored per second (wall time of the senders), p50 
 latency of a STOW-RS request and of a read, the share of 503 answers, ``/healthz`` p50 / max
 latency, and the server's memory high-water mark (VmHWM of its process). The ratio is
 radserve / Orthanc for rates (above 1: radserve faster) and for latencies (below 1: radserve
-faster). This is a benchmark, not a test: it prints a Markdown table.
+faster). It prints a Markdown table.
 
-Run: ``.venv/bin/python bench/load.py [--studies 8 --senders 4 --readers 4]``
+With ``--check`` (used by the test suite, in a bounded form) only radserve runs, and the exit
+status is 1 unless radserve kept its promises under the load: every study stored, no 5xx but
+503 (back-pressure, with Retry-After), ``/healthz`` always under a second.
+
+Run: ``.venv/bin/python bench/load.py [--studies 8 --senders 4 --readers 4] [--check]``
 """
 
 from __future__ import annotations
@@ -114,7 +118,8 @@ def _load(
                 with figures.lock:
                     if not pending:
                         return
-                    _, _, _, body = pending.pop()
+                    study = pending.pop()
+                body = study[3]
                 begin = time.perf_counter()
                 response = client.post(
                     f"{base}/studies",
@@ -130,6 +135,10 @@ def _load(
                     figures.statuses.append(response.status_code)
                     if response.status_code == 200:
                         figures.stored += instances_per_study
+                    elif response.status_code == 503:  # back-pressure: send it again later
+                        pending.insert(0, study)
+                if response.status_code == 503:
+                    time.sleep(float(response.headers.get("Retry-After", "1")))
 
     def reader() -> None:
         study, series, sop, _ = first
@@ -194,6 +203,9 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=8, help="studies sent (49 instances each)")
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--readers", type=int, default=4)
+    parser.add_argument(
+        "--check", action="store_true", help="radserve only; exit 1 unless it kept its promises"
+    )
     args = parser.parse_args()
     studies = _studies(args.studies + 1)
     results: dict[str, Figures] = {}
@@ -205,6 +217,9 @@ def main() -> None:
             results["radserve"] = _load(
                 f"{url}/dicomweb", f"{url}/healthz", auth, studies, args, pid
             )
+        if args.check:
+            _check(results["radserve"], args)
+            return
         with orthanc_server(work / "orthanc") as (url, pid):
             results["Orthanc"] = _load(f"{url}/dicom-web", f"{url}/system", {}, studies, args, pid)
     print(
@@ -237,6 +252,29 @@ def main() -> None:
             f"\n{name}: {len(figures.statuses)} requests, 503 share {busy:.1%}, "
             f"other 5xx {errors}, memory high-water mark {figures.rss_mb:.0f} MB"
         )
+
+
+def _check(figures: Figures, args: argparse.Namespace) -> None:
+    errors = sorted({s for s in figures.statuses if s >= 500 and s != 503})
+    busy = sum(s == 503 for s in figures.statuses)
+    print(
+        f"{args.studies} studies, {args.senders} senders, {args.readers} readers: "
+        f"{figures.stored / figures.wall_s:.0f} instances/s, "
+        f"{len(figures.statuses)} requests, {busy} answered 503, "
+        f"read p50 {_percentile(figures.read_s, 0.5) * 1000:.0f} ms "
+        f"p99 {_percentile(figures.read_s, 0.99) * 1000:.0f} ms, "
+        f"/healthz max {max(figures.health_s) * 1000:.0f} ms, "
+        f"memory high-water mark {figures.rss_mb:.0f} MB"
+    )
+    broken = []
+    if figures.stored != args.studies * len(DEMO_FILES):
+        broken.append(f"{figures.stored} of {args.studies * len(DEMO_FILES)} instances stored")
+    if errors:
+        broken.append(f"5xx answers: {errors}")
+    if max(figures.health_s) >= 1.0:
+        broken.append(f"/healthz took {max(figures.health_s):.2f} s")
+    if broken:
+        raise SystemExit("; ".join(broken))
 
 
 if __name__ == "__main__":

@@ -29,3 +29,12 @@ def child_processes(pid: int) -> list[int]:
             if fields is not None and int(fields[1]) == pid:
                 children.append(int(entry))
     return children
+
+
+def peak_memory_mb(pid: int) -> float:
+    """The peak resident memory of ``pid`` so far (``VmHWM``), in MB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / 1e6
+    raise ValueError(f"no VmHWM for process {pid}")

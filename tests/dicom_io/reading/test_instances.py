@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import logging
 import shutil
-import struct
 import subprocess
 import tracemalloc
 import zipfile
@@ -20,7 +19,7 @@ import pydicom
 import pytest
 from pydicom import config as pydicom_config
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import (
     JPEG2000,
@@ -50,6 +49,7 @@ from radserve.dicom_io import (
     with_pixel_data,
 )
 from tests.conftest import require
+from tests.hostile_inputs import deflated_bomb
 
 READING_LOGGER = "radserve.dicom_io.reading.instances"
 
@@ -325,35 +325,8 @@ def test_deflated_data_set_bomb_is_refused(native_ct: Path) -> None:
     assert read_instance(data).Rows == 512
 
 
-def _deflated_bomb(inflated_bytes: int) -> bytes:
-    """A Deflated Explicit VR Little Endian file whose data set inflates to about
-    ``inflated_bytes`` (a Pixel Data of zeros), built without holding the inflated bytes."""
-    ds = Dataset()
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    ds.SOPInstanceUID = "1.2.3.4"
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    written = buffer.getvalue()
-    (group_length,) = struct.unpack("<I", written[140:144])
-    meta = written[: 144 + group_length]
-    plain = io.BytesIO()
-    pydicom.dcmwrite(plain, Dataset(ds), implicit_vr=False, little_endian=True)
-    deflater = zlib.compressobj(wbits=-zlib.MAX_WBITS)
-    parts = [meta, deflater.compress(plain.getvalue())]
-    parts.append(
-        deflater.compress(b"\xe0\x7f\x10\x00OB\x00\x00" + struct.pack("<I", inflated_bytes))
-    )
-    zeros = bytes(8 * 1024 * 1024)
-    for _ in range(inflated_bytes // len(zeros)):
-        parts.append(deflater.compress(zeros))
-    parts.append(deflater.flush())
-    return b"".join(parts)
-
-
 def test_a_deflate_bomb_is_counted_not_inflated_in_memory() -> None:
-    bomb = _deflated_bomb(512 * 1024 * 1024)
+    bomb = deflated_bomb(512 * 1024 * 1024)
     assert len(bomb) < 1024 * 1024
     tracemalloc.start()
     try:

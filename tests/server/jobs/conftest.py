@@ -7,6 +7,10 @@ mask is known exactly) and, once it exists in the repository, the real
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -24,7 +28,7 @@ from radserve.server import (
     load_settings,
 )
 from tests.conftest import REPO_ROOT, run_orthanc
-from tests.live_server import RunningServer, running_server
+from tests.live_server import RunningServer, free_port, running_server
 from tests.radiomics_sets import THRESHOLD_HU, bone_package
 
 TINY_MODEL = "bone-threshold"
@@ -174,3 +178,60 @@ def orthanc_on_port(root: Path, http_port: int) -> Iterator[str]:
     its DICOMweb URL."""
     with run_orthanc(root, http_port=http_port) as server:
         yield server.dicomweb_url
+
+
+_SERVE = (
+    "import logging; logging.basicConfig(level=logging.INFO); "
+    "from radserve.server.app import serve; "
+    "from radserve.server.settings import load_settings; serve(load_settings())"
+)
+
+
+@contextmanager
+def server_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``radserve`` in its own process; yields once ``/healthz`` answers."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SERVE], env=env, cwd=REPO_ROOT, stdout=out, stderr=out
+        )
+    url = f"http://127.0.0.1:{env['RADSERVE_PORT']}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, "server exited: " + log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
+def server_environment(tmp_path: Path, models_dir: Path, destination: str) -> dict[str, str]:
+    """The environment of a server process on ``tmp_path/data``: one token per role, CPU
+    inference, one worker, no routing, fast export retries to ``destination``."""
+    tokens = [
+        {"name": name, "sha256": hash_token(token_of(name)), "roles": roles}
+        for name, roles in TOKENS.items()
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RADSERVE_")}
+    env.update(
+        RADSERVE_DATA_DIR=str(tmp_path / "data"),
+        RADSERVE_MODELS_DIR=str(models_dir),
+        RADSERVE_PORT=str(free_port()),
+        RADSERVE_TOKENS=json.dumps(tokens),
+        RADSERVE_DESTINATIONS=json.dumps([{"name": "orthanc", "url": destination}]),
+        RADSERVE_EXECUTION_PROVIDERS=json.dumps(["CPUExecutionProvider"]),
+        RADSERVE_ROUTING_ENABLED="false",
+        RADSERVE_WORKERS="1",
+        RADSERVE_MAX_REQUEST_BYTES=str(64 * 1024 * 1024),
+        RADSERVE_EXPORT_BACKOFF_S="0.5",
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    return env

@@ -6,16 +6,10 @@ STOW-RS: no acknowledged instance is lost."""
 from __future__ import annotations
 
 import io
-import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,80 +18,21 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.conftest import REPO_ROOT
-from tests.live_server import free_port
-
 from .conftest import (
     DICOM_MULTIPART,
     STUDY_UID,
-    TOKENS,
     ModelPackageCase,
     auth,
     finished,
     models_dir_with,
     multipart,
     orthanc_instances,
-    token_of,
+    server_environment,
+    server_process,
     wait_for_job,
 )
 
 pytestmark = pytest.mark.pacs
-
-_SERVE = (
-    "import logging; logging.basicConfig(level=logging.INFO); "
-    "from radserve.server.app import serve; "
-    "from radserve.server.settings import load_settings; serve(load_settings())"
-)
-
-
-@contextmanager
-def server_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``radserve`` in its own process; yields once ``/healthz`` answers."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _SERVE], env=env, cwd=REPO_ROOT, stdout=out, stderr=out
-        )
-    url = f"http://127.0.0.1:{env['RADSERVE_PORT']}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, "server exited: " + log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=60)
-
-
-def _environment(tmp_path: Path, models_dir: Path, destination: str) -> dict[str, str]:
-    from radserve.server import hash_token
-
-    tokens = [
-        {"name": name, "sha256": hash_token(token_of(name)), "roles": roles}
-        for name, roles in TOKENS.items()
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RADSERVE_")}
-    env.update(
-        RADSERVE_DATA_DIR=str(tmp_path / "data"),
-        RADSERVE_MODELS_DIR=str(models_dir),
-        RADSERVE_PORT=str(free_port()),
-        RADSERVE_TOKENS=json.dumps(tokens),
-        RADSERVE_DESTINATIONS=json.dumps([{"name": "orthanc", "url": destination}]),
-        RADSERVE_EXECUTION_PROVIDERS=json.dumps(["CPUExecutionProvider"]),
-        RADSERVE_ROUTING_ENABLED="false",
-        RADSERVE_WORKERS="1",
-        RADSERVE_MAX_REQUEST_BYTES=str(64 * 1024 * 1024),
-        RADSERVE_EXPORT_BACKOFF_S="0.5",
-        PYTHONPATH=str(REPO_ROOT),
-    )
-    return env
 
 
 def test_killed_server_reruns_interrupted_jobs_without_duplicates(
@@ -106,7 +41,9 @@ def test_killed_server_reruns_interrupted_jobs_without_duplicates(
     demo_ct_files: list[Path],
     orthanc: Any,
 ) -> None:
-    env = _environment(tmp_path, models_dir_with(tmp_path, tiny_package), orthanc.dicomweb_url)
+    env = server_environment(
+        tmp_path, models_dir_with(tmp_path, tiny_package), orthanc.dicomweb_url
+    )
     url = f"http://127.0.0.1:{env['RADSERVE_PORT']}"
     log = tmp_path / "server.log"
     body = {"study_instance_uid": STUDY_UID, "model": tiny_package.name}
@@ -168,7 +105,9 @@ def test_sigkill_during_stow_loses_no_acknowledged_instance(
     while senders store studies; every instance ever acknowledged is there after the
     restarts, and no staging file is left."""
     rng = random.Random(20261207)
-    env = _environment(tmp_path, models_dir_with(tmp_path, tiny_package), "http://127.0.0.1:9")
+    env = server_environment(
+        tmp_path, models_dir_with(tmp_path, tiny_package), "http://127.0.0.1:9"
+    )
     url = f"http://127.0.0.1:{env['RADSERVE_PORT']}"
     log = tmp_path / "server.log"
     copies = _copies(demo_ct_files, 24)
