@@ -4,9 +4,9 @@ run the jobs and the exporter delivers the results to a real Orthanc; restarted 
 kill on the same data folder, as a process supervisor would.
 
 The data: ``--studies`` copies of the bundled study (48 CT slices and an RTSTRUCT), each with
-new UIDs. A sender that loses its connection to a kill sends the same study again to the
-restarted server, as a PACS would. After the last kill the server runs until every job is
-finished and delivered, then the suite counts:
+new UIDs, sent one at a time ``--pause`` seconds apart. A sender that loses its connection to
+a kill sends the same study again to the restarted server, as a PACS would. After the last
+kill the server runs until every job is finished and delivered, then the suite counts:
 
 * acknowledged instances lost (acknowledged by a 200 or 202, missing afterwards);
 * jobs lost (a study whose CT series has no job), duplicate jobs (two for one series);
@@ -89,12 +89,16 @@ def _studies(count: int) -> list[Study]:
     return studies
 
 
-def _send(url: str, headers: dict[str, str], studies: list[Study], stop: threading.Event) -> None:
-    """Send every study not yet answered; return when done, stopped or cut off."""
+def _send(
+    url: str, headers: dict[str, str], studies: list[Study], stop: threading.Event, pause_s: float
+) -> None:
+    """Send every study not yet answered, ``pause_s`` apart (a modality sends a study at a
+    time); return when done, stopped or cut off."""
     with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
         for study in studies:
             if study.answered or stop.is_set():
                 continue
+            stop.wait(pause_s)
             try:
                 response = client.post(
                     "/dicomweb/studies", content=study.body, headers={"Content-Type": CONTENT_TYPE}
@@ -143,7 +147,7 @@ def _orthanc_results(orthanc: str, study: str) -> dict[str, set[str]]:
     return found
 
 
-def run(work: Path, studies: list[Study], kills: int, seed: int) -> Outcome:
+def run(work: Path, studies: list[Study], kills: int, seed: int, pause_s: float) -> Outcome:
     """Store ``studies`` through a server killed ``kills`` times; count what went wrong.
 
     A job may run ``kills + 1`` times: a job running alone when the process dies is charged
@@ -172,7 +176,7 @@ def run(work: Path, studies: list[Study], kills: int, seed: int) -> Outcome:
             ):
                 headers = {"Authorization": f"Bearer {token}"}
                 stop = threading.Event()
-                sender = threading.Thread(target=_send, args=(url, headers, studies, stop))
+                sender = threading.Thread(target=_send, args=(url, headers, studies, stop, pause_s))
                 sender.start()
                 with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
                     if len(done_kills) < kills:
@@ -239,17 +243,21 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=8, help="studies sent (49 instances each)")
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--pause", type=float, default=1.0, help="seconds between two studies sent")
     parser.add_argument(
         "--check", action="store_true", help="no baseline run; exit 1 unless every count is 0"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="radserve-bench-kill-") as tmp:
         work = Path(tmp)
-        killed = run(work / "killed", _studies(args.studies), args.kills, args.seed)
-        baseline = None if args.check else run(work / "baseline", _studies(args.studies), 0, 0)
+        killed = run(work / "killed", _studies(args.studies), args.kills, args.seed, args.pause)
+        baseline = (
+            None if args.check else run(work / "baseline", _studies(args.studies), 0, 0, args.pause)
+        )
     print(
         f"{args.studies} studies of {len(DEMO_FILES)} instances, {len(killed.kills)} SIGKILLs "
-        f"(seed {args.seed}), model sts-ct-gtv, 2 workers, loopback; "
+        f"(seed {args.seed}), a study every {args.pause:g} s, model sts-ct-gtv, 2 workers, "
+        "loopback; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores\n"
     )
     during = Counter(killed.kills).items()

@@ -31,10 +31,19 @@ def child_processes(pid: int) -> list[int]:
     return children
 
 
-def peak_memory_mb(pid: int) -> float:
-    """The peak resident memory of ``pid`` so far (``VmHWM``), in MB."""
+def _status_mb(pid: int, field: str) -> float:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024 / 1e6
-    raise ValueError(f"no VmHWM for process {pid}")
+    raise ValueError(f"no {field} for process {pid}")
+
+
+def peak_memory_mb(pid: int) -> float:
+    """The peak resident memory of ``pid`` so far (``VmHWM``), in MB."""
+    return _status_mb(pid, "VmHWM")
+
+
+def resident_memory_mb(pid: int) -> float:
+    """The resident memory of ``pid`` now (``VmRSS``), in MB."""
+    return _status_mb(pid, "VmRSS")

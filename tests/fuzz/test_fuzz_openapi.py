@@ -3,8 +3,10 @@ called on a real server (uvicorn on loopback, the whole product: jobs, models, m
 with requests generated from the description, valid ones and invalid ones.
 
 The properties, for every operation: no 5xx; every status, media type and JSON body
-answered is one the description documents (schemathesis' checks); and a refused request,
-or any read, stores nothing (the store's instance count is unchanged). The server holds the
+answered is one the description documents (schemathesis' checks, authentication required
+included); a refused request, or any read, stores nothing (the store's instance count is
+unchanged); and the process (server and client) holds no more than a bounded amount of
+memory more at the end of a pass than at its start. The server holds the
 bundled CT series, and operations on a study, series or instance are fuzzed twice: with
 generated UIDs, and with that series' real UIDs (so that the query parameters and headers of
 WADO-RS meet real data).
@@ -33,6 +35,7 @@ from schemathesis.core.failures import FailureGroup
 
 from radserve.server import hash_token
 from tests.live_server import RunningServer, running_server
+from tests.processes import resident_memory_mb
 from tests.server.jobs.conftest import (
     DICOM_MULTIPART,
     ModelPackageCase,
@@ -46,6 +49,7 @@ from tests.server.jobs.conftest import (
 
 EXAMPLES = int(os.environ.get("RADSERVE_FUZZ_EXAMPLES", "15"))
 EVERY_ROLE = "everything"
+MEMORY_GROWTH_BOUND_MB = 128
 __all__ = ["tiny_package"]  # the fixture, shared with the whole-server tests
 
 
@@ -150,6 +154,7 @@ def test_every_operation_answers_as_documented(
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) > 25, "the description lists too few operations"
     uids = _real_uids(demo_ct_files)
+    memory_before = resident_memory_mb(os.getpid())
     failures: dict[str, str] = {}
     statuses: Counter[int] = Counter()
     nothing_to_negate = []
@@ -165,14 +170,16 @@ def test_every_operation_answers_as_documented(
                 nothing_to_negate.append(operation.label)  # no input can break its schema
             except (Exception, FailureGroup) as exc:  # every operation is tried, then reported
                 failures[operation.label] = str(exc)[:2000]
+    growth = resident_memory_mb(os.getpid()) - memory_before
     print(
         f"{mode.value}: {len(operations)} operations, {statuses.total()} requests, "
         f"statuses {dict(sorted(statuses.items()))}; nothing to negate in "
-        f"{len(nothing_to_negate)}"
+        f"{len(nothing_to_negate)}; resident memory {growth:+.0f} MB"
     )
     assert not failures, "\n\n".join(f"{label}: {text}" for label, text in failures.items())
     assert statuses.total() >= len(operations), "too few requests were made"
     assert not [status for status in statuses if status >= 500]
+    assert growth < MEMORY_GROWTH_BOUND_MB, f"resident memory grew {growth:.0f} MB"
 
 
 def test_the_description_needs_a_token(live: RunningServer) -> None:
