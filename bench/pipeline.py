@@ -33,6 +33,12 @@ that the in-process stages match what the server records.
 
 This is a benchmark, not a test: it asserts nothing and prints Markdown tables.
 
+The reference runs the package's own network in PyTorch, rebuilt from the package alone
+(its training config and the weights of its ONNX graph, ``network_from_package``), so the
+benchmark runs from a fresh clone once ``make demo`` has set up ``.venv``; ``--checkpoint``
+takes a training checkpoint instead. The conformance gate (the validator on every result,
+with the structural checks) is part of radserve's path and timed as its own stage.
+
 Run: ``.venv/bin/python bench/pipeline.py [--runs 3 --slices 120]``
 """
 
@@ -97,8 +103,15 @@ from radserve.radiomics import (
     extra_measurements,
     resolve_parameter_set,
 )
-from radserve.server import InstanceStore, PacsClient, algorithm_identity, check_selection
-from radserve.training import restore
+from radserve.server import (
+    ConformanceGate,
+    GateMode,
+    InstanceStore,
+    PacsClient,
+    algorithm_identity,
+    check_selection,
+)
+from radserve.training import network_from_package, restore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("RADSERVE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -116,6 +129,7 @@ STAGES = (
     "SEG",
     "SR",
     "SC",
+    "conformance",
     "store results",
     "export",
 )
@@ -159,6 +173,7 @@ class Servers:
     predictor: Predictor
     radiomics: RadiomicsRunner
     reference: ReferencePipeline
+    gate: ConformanceGate
 
 
 # --- servers ------------------------------------------------------------------------------
@@ -332,8 +347,9 @@ def run_radserve(folder: Path, servers: Servers, *, seg_only: bool = False) -> R
         stages["SC"] = _lap(started)
         results = [seg, sr, *overlay]
     started = time.perf_counter()
-    store_results(servers.results_store, results)
-    stages["store results"] = _lap(started)
+    gate_s = store_results(servers, results, series, stored[0])
+    stages["conformance"] = gate_s
+    stages["store results"] = _lap(started) - gate_s
 
     started = time.perf_counter()
     exported = read_back(servers.results_store, study, results)
@@ -399,18 +415,20 @@ def radiomics_once(source: Path, servers: Servers) -> dict[str, float]:
     }
 
 
-def store_results(store: InstanceStore, datasets: Sequence[Dataset]) -> None:
-    """What the worker's storing stage does: one batch, every instance encoded and staged."""
-    with store.batch() as batch:
-        for ds in datasets:
-            staged = store.staged_file()
-            buffer = io.BytesIO()
-            pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-            staged.write(buffer.getvalue())
-            batch.add(staged)
-        outcome = batch.commit()
+def store_results(
+    servers: Servers, datasets: Sequence[Dataset], series: ImageSeries, source_file: Path
+) -> float:
+    """What the worker's storing stage does: every result encoded and staged in one batch,
+    the conformance gate on the staged files, then one commit. The gate's seconds."""
+    seconds: list[float] = []
+
+    def gate(staged: Sequence[tuple[Dataset, Path]]) -> None:
+        seconds.append(servers.gate.check(series, staged, source_file=source_file).seconds)
+
+    outcome = servers.results_store.store_results(datasets, before_commit=gate)
     if outcome.failed:
         raise RuntimeError(f"{len(outcome.failed)} results were not stored")
+    return seconds[0]
 
 
 def read_back(store: InstanceStore, study: str, results: Sequence[Dataset]) -> list[bytes]:
@@ -796,23 +814,36 @@ def main() -> None:
         "--server-jobs", type=int, default=1, help="jobs per case in the server, after a warm-up"
     )
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--checkpoint", type=Path, default=REPO_ROOT / "runs/sts-ct-gtv/best.pt")
-    parser.add_argument("--package", type=Path, default=None, help="default: see the docs")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="a training checkpoint for the reference (default: the package's own network, "
+        "rebuilt from its training config and ONNX weights)",
+    )
+    parser.add_argument("--package", type=Path, default=None, help="default: the newest")
     parser.add_argument("--cases", default="demo,ct", help="comma-separated: demo, ct")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    checkpoint = Path(args.checkpoint)
-    with tempfile.TemporaryDirectory() as tmp:
-        snapshot = Path(tmp) / "checkpoint.pt"  # a training run may overwrite best.pt
-        shutil.copyfile(checkpoint, snapshot)
-        _, _, network = restore(snapshot)
-    package, difference, matches = choose_package(network, args.package)
+    if args.checkpoint is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            snapshot = Path(tmp) / "checkpoint.pt"  # a training run may overwrite best.pt
+            shutil.copyfile(args.checkpoint, snapshot)
+            _, _, network = restore(snapshot)
+        package, difference, matches = choose_package(network, args.package)
+        reference_source = f"checkpoint {args.checkpoint}"
+    else:
+        package = load_model_package(args.package or newest_packages()[0])
+        network = network_from_package(package.directory)
+        difference = weights_difference(network, package)
+        matches = difference <= WEIGHTS_ATOL
+        reference_source = "the package's network rebuilt from its ONNX weights"
     print(f"Machine: {machine()}; {args.threads} threads for ONNX Runtime and torch")
     print(
         f"radserve: package {package.manifest.name} {package.manifest.version} "
-        f"(sha256 {package.model_sha256[:12]}); reference: checkpoint {checkpoint}; "
+        f"(sha256 {package.model_sha256[:12]}); reference: {reference_source}; "
         f"max |logit difference| on one patch {difference:.2e}: "
         + ("same weights" if matches else "DIFFERENT weights (same architecture)")
     )
@@ -862,6 +893,7 @@ def main() -> None:
                     pool=stack.enter_context(_radiomics_pool(RADIOMICS_WORKERS)),
                 ),
                 reference=reference,
+                gate=ConformanceGate(GateMode.BLOCK),
             )
             cases: dict[str, Callable[[], Path]] = {
                 "demo": lambda: DEMO_STUDY,

@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from radserve.dicom_io import ValidatorReport, find_dciodvfy, run_dciodvfy
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = REPO_ROOT / "tests" / "data"
 SHARED_DATA = Path(os.environ.get("RADSERVE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -50,31 +52,15 @@ def demo_study() -> Path:
     return DEMO_STUDY
 
 
-@dataclass(frozen=True)
-class ValidatorReport:
-    """What dciodvfy said about one file."""
-
-    errors: list[str]
-    warnings: list[str]
-    output: str
-
-
 @pytest.fixture(scope="session")
 def dciodvfy() -> Callable[[Path], ValidatorReport]:
-    """A function running the dicom3tools validator on a file."""
-    exe = shutil.which("dciodvfy")
+    """A function running the dicom3tools validator on a file (radserve's own runner, the
+    one the conformance gate uses)."""
+    exe = find_dciodvfy()
     require(exe is not None, "dciodvfy not installed (Debian package dicom3tools)")
 
     def run(path: Path) -> ValidatorReport:
-        proc = subprocess.run(
-            [str(exe), "-new", str(path)], capture_output=True, text=True, timeout=120
-        )
-        lines = (proc.stdout + proc.stderr).splitlines()
-        return ValidatorReport(
-            errors=[line for line in lines if line.startswith("Error")],
-            warnings=[line for line in lines if line.startswith("Warning")],
-            output="\n".join(lines),
-        )
+        return run_dciodvfy(path, executable=exe)
 
     return run
 

@@ -12,7 +12,6 @@ reads source data with such quirks.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -138,19 +137,13 @@ def _check_pixels(ds: Dataset, kind: str) -> list[str]:
 
 
 def _dciodvfy_errors(exe: str, path: Path) -> list[str]:
+    from radserve.dicom_io import ValidatorUnavailableError, run_dciodvfy
+
     try:
-        proc = subprocess.run(
-            [exe, "-new", str(path)],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=_DCIODVFY_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return [f"dciodvfy could not run ({exc})"]
-    lines = (proc.stdout + proc.stderr).splitlines()
-    return [line.strip() for line in lines if line.startswith("Error")]
+        report = run_dciodvfy(path, executable=exe, timeout_s=_DCIODVFY_TIMEOUT_S)
+    except ValidatorUnavailableError as exc:
+        return [str(exc)]
+    return [line.strip() for line in report.errors]
 
 
 def _summarise(errors: list[str]) -> str:

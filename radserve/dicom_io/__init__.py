@@ -108,6 +108,10 @@ from radserve.dicom_io.rendering import (
     WindowFunction,
     render_frame,
 )
+from radserve.dicom_io.result_checks import (
+    REVIEW_LABEL,
+    structural_problems,
+)
 from radserve.dicom_io.results import (
     ResultSet,
     build_results,
@@ -143,6 +147,14 @@ from radserve.dicom_io.sr import (
 from radserve.dicom_io.uids import (
     derive_uid,
 )
+from radserve.dicom_io.validation import (
+    ValidatorReport,
+    ValidatorUnavailableError,
+    find_dciodvfy,
+    introduced_errors,
+    redacted,
+    run_dciodvfy,
+)
 from radserve.dicom_io.volume import (
     Volume,
     read_image_file,
@@ -167,6 +179,7 @@ __all__ = [
     "PRIVATE_ROW",
     "PROFILE_ROWS",
     "RENDERED_MEDIA_TYPES",
+    "REVIEW_LABEL",
     "REVIEW_WARNING",
     "ROWS_BY_TAG",
     "RT_STRUCTURE_SET_STORAGE",
@@ -213,6 +226,8 @@ __all__ = [
     "SrOptions",
     "ToleratedQuirks",
     "UnsupportedTransferSyntaxError",
+    "ValidatorReport",
+    "ValidatorUnavailableError",
     "Volume",
     "Window",
     "WindowFunction",
@@ -226,10 +241,12 @@ __all__ = [
     "deidentify",
     "deidentify_files",
     "derive_uid",
+    "find_dciodvfy",
     "group_by_study",
     "group_series",
     "header_and_location",
     "image_series_from_instances",
+    "introduced_errors",
     "iter_instance_headers",
     "iter_instances",
     "key_slice",
@@ -249,10 +266,13 @@ __all__ = [
     "read_seg",
     "read_series",
     "read_sr_measurements",
+    "redacted",
     "render_frame",
     "render_slice",
     "resolve_salt",
+    "run_dciodvfy",
     "sr_uids",
+    "structural_problems",
     "supported_transfer_syntaxes",
     "text_value",
     "volume_from_instances",

@@ -2,9 +2,11 @@
 
 Derived objects copy the Patient and Study modules of their source. Real archives hold values
 that break the standard (a 17-character Study ID, a missing Type 2 attribute); copied as they
-are, every result would fail validation. :func:`source_for_derivation` gives a copy in which
-over-long strings are cut to their VR's limit and missing Type 2 attributes are present and
-empty, so that the results are valid whatever the source. :func:`set_series_date_time`
+are, every result would fail validation, and a date that is not a DICOM date (``1970-01-01``)
+makes highdicom refuse to write the SR at all. :func:`source_for_derivation` gives a copy in
+which over-long strings are cut to their VR's limit, dates and times that are not in their
+VR's form are emptied, and missing Type 2 attributes are present and empty, so that the
+results are valid whatever the source. :func:`set_series_date_time`
 dates a derived series.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import copy
 import datetime
 import logging
+import re
 from collections.abc import Sequence
 
 from pydicom.dataset import Dataset
@@ -21,6 +24,13 @@ logger = logging.getLogger(__name__)
 
 # Maximum value length of the string VRs (PS3.5 6.2), in characters.
 MAX_LENGTH = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64, "DS": 16, "IS": 12}
+# The forms of the date and time VRs (PS3.5 6.2), without the range matching of queries.
+_TIME = r"[0-9]{2}([0-9]{2}([0-9]{2}(\.[0-9]{1,6})?)?)?"
+DATE_TIME_FORMS = {
+    "DA": re.compile(r"[0-9]{8}"),
+    "TM": re.compile(_TIME),
+    "DT": re.compile(r"[0-9]{4}([0-9]{2}([0-9]{2}" + _TIME + r"?)?)?([+-][0-9]{4})?"),
+}
 # Type 2 attributes of the Patient and General Study modules that derived objects copy.
 TYPE2_PATIENT_STUDY = (
     "PatientName",
@@ -43,20 +53,34 @@ def source_for_derivation(header: Dataset) -> Dataset:
     result = Dataset()
     if hasattr(header, "file_meta"):
         result.file_meta = header.file_meta
-    cut = []
+    cut, emptied = [], []
     for element in header:
         limit = MAX_LENGTH.get(element.VR)
+        form = DATE_TIME_FORMS.get(element.VR)
         value = element.value
         if limit is not None and isinstance(value, str) and len(value) > limit:
             element = copy.deepcopy(element)
             element.value = value[:limit]
             cut.append(element.keyword or str(element.tag))
+        elif (
+            form is not None
+            and isinstance(value, str)
+            and value.strip()
+            and not form.fullmatch(value.strip())
+        ):
+            element = copy.deepcopy(element)
+            element.value = ""
+            emptied.append(element.keyword or str(element.tag))
         result.add(element)
     for keyword in TYPE2_PATIENT_STUDY:
         if keyword not in result:
             setattr(result, keyword, "")
     if cut:
         logger.info("source values longer than their VR allows were cut: %s", ", ".join(cut))
+    if emptied:
+        logger.info(
+            "source dates and times not in their VR's form were left empty: %s", ", ".join(emptied)
+        )
     return result
 
 

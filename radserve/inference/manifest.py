@@ -87,22 +87,29 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# A DICOM text value of one line (SH, LO): no backslash (the value separator) and no control
+# character; a label's name and codes are written verbatim into the SEG and the SR.
+_ONE_VALUE = r"^[^\\\x00-\x1f\x7f]+$"
+ShortText = Annotated[str, Field(min_length=1, max_length=16, pattern=_ONE_VALUE)]
+LongText = Annotated[str, Field(min_length=1, max_length=64, pattern=_ONE_VALUE)]
+
+
 class CodeSpec(_Frozen):
     """A coded concept: code value, coding scheme designator, code meaning (DICOM limits)."""
 
-    value: Annotated[str, Field(min_length=1, max_length=16)]
-    scheme: Annotated[str, Field(min_length=1, max_length=16)]
-    meaning: Annotated[str, Field(min_length=1, max_length=64)]
+    value: ShortText
+    scheme: ShortText
+    meaning: LongText
 
 
 class LabelSpec(_Frozen):
     """One output class: ``label`` is also the output channel index of its logit."""
 
     label: Annotated[int, Field(ge=1, le=MAX_LABEL)]
-    name: Annotated[str, Field(min_length=1, max_length=64)]
+    name: LongText
     category: CodeSpec
     type: CodeSpec
-    description: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    description: LongText | None = None
 
 
 class InputSelection(_Frozen):

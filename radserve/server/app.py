@@ -36,6 +36,7 @@ from radserve.server.deps import (
     never_busy,
 )
 from radserve.server.http import install_error_handling, install_log_redaction, uvicorn_config
+from radserve.server.jobs.conformance import GateMode
 from radserve.server.jobs.export import Exporter, ExportPolicy
 from radserve.server.jobs.limit import QueueLimit
 from radserve.server.jobs.queue import JobQueue
@@ -333,6 +334,7 @@ def _assemble(
             retry=policy,
             overlay_transfer_syntax_uid=settings.overlay_transfer_syntax_uid,
             segmentation_type=settings.seg_type,
+            conformance_gate=GateMode(settings.conformance_gate),
         ),
         metrics=metrics,
         on_exporting=lambda job: exporter.wake(),

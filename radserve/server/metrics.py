@@ -234,6 +234,13 @@ class ServerMetrics:
             label_names=("model", "reason"),
             registry=self.registry,
         )
+        self.conformance_errors = Counter(
+            "radserve_conformance_errors_total",
+            "Errors the conformance gate found in job results: validator errors radserve "
+            "introduced, by object kind (SEG, SR, SC), and structural problems (structure).",
+            label_names=("model", "kind"),
+            registry=self.registry,
+        )
         self.export_attempts = Counter(
             "radserve_export_attempts_total",
             "STOW-RS export attempts per destination.",

@@ -168,6 +168,11 @@ class ServerSettings(BaseSettings):
             and validators do not know), or ``auto``: BINARY unless its frames would start
             mid-byte (Rows x Columns not a multiple of 8), which OHIF's default SEG loading
             draws as stripes, then FRACTIONAL.
+        conformance_gate: What happens to a job's results that fail the conformance gate
+            (``dciodvfy`` errors radserve introduced, or structural problems against the
+            source): ``block`` (nothing stored or exported, the job fails with the
+            validator's lines), ``warn`` (stored and exported, the job shows the findings)
+            or ``off`` (not checked).
         header_timeout_s: Seconds a connection has to send its request line and headers
             (from opening, or from the previous response); then it is closed.
         body_idle_timeout_s: Seconds a request body may pause; then the request fails
@@ -226,6 +231,7 @@ class ServerSettings(BaseSettings):
     radiomics_timeout_s: float = Field(default=600.0, gt=0)
     overlay_transfer_syntax: Literal["jpeg-ls", "rle", "uncompressed"] = "jpeg-ls"
     seg_type: Literal["auto", "binary", "fractional", "labelmap"] = "auto"
+    conformance_gate: Literal["block", "warn", "off"] = "block"
     public_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$", max_length=512)
     viewer_dir: Path | None = None
     session_secret: SecretStr | None = None

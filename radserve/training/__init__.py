@@ -52,6 +52,9 @@ from radserve.training.export import (
     restore,
     verify_onnx,
 )
+from radserve.training.from_package import (
+    network_from_package,
+)
 from radserve.training.loop import (
     TrainResult,
     train,
@@ -100,6 +103,7 @@ __all__ = [
     "hd95_mm",
     "load_checkpoint",
     "load_config",
+    "network_from_package",
     "parse_config",
     "preprocessing_transforms",
     "read_case",

@@ -165,6 +165,19 @@ def test_labels_must_be_one_to_n_and_unique() -> None:
     assert "labels.0.type.meaning" in _error(manifest_dict(MODEL, labels=[long_meaning]))
 
 
+def test_label_names_and_codes_are_single_dicom_values() -> None:
+    """Found by the conformance gate: a label name holding a newline made an invalid LO in
+    the SEG, and one holding a backslash (DICOM's value separator) made the SR writer fail
+    to find its segment; both are written verbatim into the results."""
+    base = manifest_dict(MODEL)["labels"][0]
+    for odd in ("Bone\\Marrow", "Bone\nMarrow", "Bone\x00"):
+        message = _error(manifest_dict(MODEL, labels=[{**base, "name": odd}]))
+        assert "labels.0.name: String should match pattern" in message
+    code = {**base, "category": {**base["category"], "value": "T-D0050\\1"}}
+    assert "labels.0.category.value" in _error(manifest_dict(MODEL, labels=[code]))
+    assert _parse(manifest_dict(MODEL, labels=[{**base, "name": "Os – ß (Knochen)"}]))
+
+
 def test_created_needs_a_time_zone_and_metrics_are_numbers() -> None:
     data = manifest_dict(MODEL)
     data["provenance"]["created"] = "2025-01-31T12:00:00"

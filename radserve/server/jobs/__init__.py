@@ -2,6 +2,13 @@
 pipeline.
 """
 
+from radserve.server.jobs.conformance import (
+    ConformanceError,
+    ConformanceFindings,
+    ConformanceGate,
+    GateMode,
+    ObjectFindings,
+)
 from radserve.server.jobs.export import (
     ExportPolicy,
 )
@@ -45,15 +52,20 @@ from radserve.server.jobs.worker import (
 )
 
 __all__ = [
+    "ConformanceError",
+    "ConformanceFindings",
+    "ConformanceGate",
     "ExportPolicy",
     "ExportState",
     "FeatureTableNotFoundError",
+    "GateMode",
     "Job",
     "JobFeatures",
     "JobNotFoundError",
     "JobQueue",
     "JobSpec",
     "JobState",
+    "ObjectFindings",
     "PipelineResult",
     "QueueError",
     "QueueFullError",

@@ -40,7 +40,7 @@ JOBS_FILE = "jobs.sqlite3"
 JOB_COLUMNS = (
     "id, state, stage, origin, study_instance_uid, series_instance_uid, model_name, "
     "model_version, source, destinations, created_at, updated_at, started_at, finished_at, "
-    "attempts, provider, timings, error, results"
+    "attempts, provider, timings, error, results, conformance"
 )
 
 
@@ -70,7 +70,8 @@ SCHEMA = (
       error TEXT,
       results TEXT NOT NULL DEFAULT '[]',
       solo INTEGER NOT NULL DEFAULT 0,
-      crashes INTEGER NOT NULL DEFAULT 0
+      crashes INTEGER NOT NULL DEFAULT 0,
+      conformance TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, not_before, seq)",
     "CREATE INDEX IF NOT EXISTS jobs_series ON jobs (series_instance_uid, model_name)",
@@ -106,6 +107,7 @@ SCHEMA = (
 ADDED_JOB_COLUMNS = (
     ("solo", "INTEGER NOT NULL DEFAULT 0"),
     ("crashes", "INTEGER NOT NULL DEFAULT 0"),
+    ("conformance", "TEXT"),
 )
 
 
@@ -266,6 +268,7 @@ def job_from_row(
         timings,
         error,
         results,
+        conformance,
     ) = row
     spec = JobSpec(
         study_instance_uid=study,
@@ -292,6 +295,7 @@ def job_from_row(
         results=tuple(ResultInstance(**item) for item in json.loads(results)),
         exports=exports,
         features=features,
+        conformance=json.loads(conformance) if conformance else None,
     )
 
 

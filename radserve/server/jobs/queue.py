@@ -285,10 +285,11 @@ class JobQueue:
         *,
         timings_s: Mapping[str, float],
         features: JobFeatures | None = None,
+        conformance: Mapping[str, Any] | None = None,
     ) -> Job:
         """The results are in the store: record them (and the feature table, replacing one
-        of an earlier run), create one export record per destination and move the job to
-        ``exporting`` (``done`` without destinations)."""
+        of an earlier run, and the conformance gate's findings), create one export record
+        per destination and move the job to ``exporting`` (``done`` without destinations)."""
         now = time.time()
         with self.database.write() as db:
             destinations = json.loads(
@@ -303,9 +304,19 @@ class JobQueue:
             )
             db.execute(
                 "UPDATE jobs SET state = ?, stage = ?, results = ?, timings = ?, "
-                "lease_owner = NULL, lease_expires = NULL, updated_at = ?, "
+                "conformance = ?, lease_owner = NULL, lease_expires = NULL, updated_at = ?, "
                 "finished_at = CASE WHEN ? = 'done' THEN ? ELSE NULL END WHERE id = ?",
-                (state, stage, encoded, merged, now, state, now, job_id),
+                (
+                    state,
+                    stage,
+                    encoded,
+                    merged,
+                    _json_or_null(conformance),
+                    now,
+                    state,
+                    now,
+                    job_id,
+                ),
             )
             put_features(db, job_id, features, now)
             for destination in destinations:
@@ -345,15 +356,26 @@ class JobQueue:
         return bool(changed)
 
     def fail(
-        self, job_id: str, error: str, *, timings_s: Mapping[str, float] | None = None
+        self,
+        job_id: str,
+        error: str,
+        *,
+        timings_s: Mapping[str, float] | None = None,
+        conformance: Mapping[str, Any] | None = None,
     ) -> None:
-        """Fail a job with a message (which must not hold PHI)."""
+        """Fail a job with a message (which must not hold PHI) and, when the conformance
+        gate failed it, the gate's findings."""
         now = time.time()
         with self.database.write() as db:
             if timings_s:
                 db.execute(
                     "UPDATE jobs SET timings = ? WHERE id = ?",
                     (merged_timings(db, job_id, timings_s), job_id),
+                )
+            if conformance is not None:
+                db.execute(
+                    "UPDATE jobs SET conformance = ? WHERE id = ?",
+                    (_json_or_null(conformance), job_id),
                 )
             fail_job(db, job_id, error, now)
         logger.warning("job %s failed: %s", job_id, error)
@@ -489,3 +511,7 @@ def _check_room(db: Any, max_queued: int | None) -> None:
     ).fetchone()
     if int(queued) >= max_queued:
         raise QueueFullError(f"the job queue holds {queued} queued jobs already")
+
+
+def _json_or_null(value: Mapping[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, allow_nan=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from radserve.inference import InferenceError
 
@@ -153,7 +154,9 @@ class JobFeatures:
 @dataclass(frozen=True)
 class Job:
     """A job as the queue holds it (times in Unix seconds); ``features`` holds the summary
-    of its feature table (without the table itself)."""
+    of its feature table (without the table itself); ``conformance`` the conformance gate's
+    findings on its results (see :meth:`ConformanceFindings.as_json
+    <radserve.server.jobs.conformance.ConformanceFindings.as_json>`)."""
 
     id: str
     spec: JobSpec
@@ -170,3 +173,4 @@ class Job:
     results: tuple[ResultInstance, ...]
     exports: tuple[ExportRecord, ...] = field(default=())
     features: JobFeatures | None = None
+    conformance: Mapping[str, Any] | None = None

@@ -41,6 +41,12 @@ from pydicom.uid import JPEGLSLossless
 from radserve.dicom_io import DicomIOError, SegmentationTypeChoice, read_image_series
 from radserve.inference import InferenceError, SeriesNotAcceptedError
 from radserve.radiomics import RadiomicsError, without_features
+from radserve.server.jobs.conformance import (
+    ConformanceError,
+    ConformanceFindings,
+    ConformanceGate,
+    GateMode,
+)
 from radserve.server.jobs.export import ExportPolicy, pacs_client
 from radserve.server.jobs.pipeline import PipelineResult, run_pipeline
 from radserve.server.jobs.queue import Job, JobQueue, JobState, QueueError, ResultInstance, Stage
@@ -97,6 +103,8 @@ class WorkerOptions:
         segmentation_type: The type of the result SEG (``auto``, ``binary``, ``fractional``
             or ``labelmap``;
             see :func:`~radserve.dicom_io.choose_segmentation_type`).
+        conformance_gate: What the conformance gate does with results that fail it (see
+            :mod:`radserve.server.jobs.conformance`).
     """
 
     workers: int = 2
@@ -104,6 +112,7 @@ class WorkerOptions:
     retry: ExportPolicy = field(default_factory=ExportPolicy)
     overlay_transfer_syntax_uid: str = JPEGLSLossless
     segmentation_type: SegmentationTypeChoice = "auto"
+    conformance_gate: GateMode = GateMode.BLOCK
 
 
 class WorkerPool:
@@ -135,6 +144,7 @@ class WorkerPool:
         self._store = store
         self._pull_sources: Mapping[str, RemoteSettings] = {s.name: s for s in pull_sources}
         self._options = options
+        self._gate = ConformanceGate(options.conformance_gate)
         self._metrics = metrics
         self._on_exporting = on_exporting
         self._wake = threading.Event()
@@ -216,6 +226,11 @@ class WorkerPool:
                 self._metrics.jobs_finished.inc(state=JobState.FAILED)
         except QueueError:  # the database failed: nothing can be recorded
             raise
+        except ConformanceError as exc:  # nothing stored; the findings on the job, PHI-free
+            self._queue.fail(
+                job.id, str(exc), timings_s=timings, conformance=exc.findings.as_json()
+            )
+            self._metrics.jobs_finished.inc(state=JobState.FAILED)
         except (DicomIOError, InferenceError, RadiomicsError) as exc:  # messages never hold PHI
             self._failed(job, str(exc), timings)
         except Exception as exc:  # the job fails visibly; log type and frames, not the message
@@ -272,10 +287,30 @@ class WorkerPool:
         self._next(job, Stage.STORING, deadline, timings, provider=result.prediction.provider)
 
         begin = time.perf_counter()
-        stored = self._store_results(result.results.datasets())
-        timings["store_s"] = self._observe("store", begin)
+        findings: list[ConformanceFindings] = []
+
+        def gate(staged: Sequence[tuple[Dataset, Path]]) -> None:
+            try:
+                findings.append(self._gate.check(series, staged, source_file=paths[0]))
+            except ConformanceError as exc:
+                self._count_conformance(model, exc.findings)
+                raise
+            self._count_conformance(model, findings[0])
+
+        stored = self._store_results(result.results.datasets(), before_commit=gate)
+        store_s = time.perf_counter() - begin
+        if _recorded(findings) is not None:
+            timings["conformance_s"] = findings[0].seconds
+            self._metrics.stage_seconds.observe(findings[0].seconds, stage="conformance")
+            store_s -= findings[0].seconds
+        timings["store_s"] = store_s
+        self._metrics.stage_seconds.observe(store_s, stage="store")
         after = self._queue.results_stored(
-            job.id, stored, timings_s=timings, features=job_features(result)
+            job.id,
+            stored,
+            timings_s=timings,
+            features=job_features(result),
+            conformance=_recorded(findings),
         )
         logger.info("job %s: %d result instances stored", job.id, len(stored))
         if after.state is JobState.DONE:
@@ -372,8 +407,17 @@ class WorkerPool:
 
     # --- storing -----------------------------------------------------------------------
 
-    def _store_results(self, datasets: Sequence[Dataset]) -> list[ResultInstance]:
-        self._check_outcome(self._store.store_results(datasets))
+    def _count_conformance(self, model: RegisteredModel, findings: ConformanceFindings) -> None:
+        for kind, count in findings.errors_by_kind().items():
+            self._metrics.conformance_errors.inc(count, model=model.name, kind=kind)
+
+    def _store_results(
+        self,
+        datasets: Sequence[Dataset],
+        *,
+        before_commit: Callable[[Sequence[tuple[Dataset, Path]]], None] | None = None,
+    ) -> list[ResultInstance]:
+        self._check_outcome(self._store.store_results(datasets, before_commit=before_commit))
         return [
             ResultInstance(
                 kind=_kind(ds),
@@ -420,6 +464,13 @@ def job_features(result: PipelineResult) -> JobFeatures | None:
         ),
         segments_json=json.dumps(result.feature_table(), allow_nan=False),
     )
+
+
+def _recorded(findings: Sequence[ConformanceFindings]) -> dict[str, object] | None:
+    """What the job records of the gate's findings (nothing when the gate is off)."""
+    if not findings or findings[0].mode is GateMode.OFF:
+        return None
+    return findings[0].as_json()
 
 
 def _kind(ds: Dataset) -> str:

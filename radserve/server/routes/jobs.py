@@ -127,6 +127,7 @@ def job_json(job: Job) -> dict[str, Any]:
             for e in job.exports
         ],
         "radiomics": _features_json(job.id, job.features),
+        "conformance": dict(job.conformance) if job.conformance is not None else None,
     }
 
 

@@ -60,6 +60,28 @@ class JobRadiomicsView(BaseModel):
     segments: list[SegmentSummaryView]
 
 
+class ConformanceObjectView(BaseModel):
+    """The validator's errors in one result object: introduced (first lines, values
+    redacted) and inherited from the source (counted)."""
+
+    kind: str
+    sop_instance_uid: str
+    introduced: list[str]
+    introduced_count: int
+    inherited: int
+
+
+class ConformanceView(BaseModel):
+    """The conformance gate's findings on a job's results."""
+
+    mode: str
+    passed: bool
+    validated: bool
+    seconds: float
+    problems: list[str]
+    objects: list[ConformanceObjectView]
+
+
 class JobView(BaseModel):
     """A job: what it runs on, its state and stage, timings, results and exports."""
 
@@ -83,6 +105,7 @@ class JobView(BaseModel):
     results: list[ResultView]
     exports: list[ExportView]
     radiomics: JobRadiomicsView | None
+    conformance: ConformanceView | None
 
 
 class JobList(BaseModel):

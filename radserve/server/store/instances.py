@@ -316,12 +316,23 @@ class InstanceStore:
         )
         return PendingInstance(staged, instance, index_rows(ds, file_values=values))
 
-    def store_results(self, datasets: Sequence[Dataset]) -> BatchOutcome:
+    def store_results(
+        self,
+        datasets: Sequence[Dataset],
+        *,
+        before_commit: Callable[[Sequence[tuple[Dataset, Path]]], object] | None = None,
+    ) -> BatchOutcome:
         """Store data sets radserve made (a job's results) together; durable on return.
 
         They are written and indexed from the data sets themselves, without the input
         validation a received file gets (our own output is not parsed back), and they are
         never reported to ``on_commit``: radserve's results are not routing candidates.
+
+        Args:
+            datasets: The results.
+            before_commit: Called with each data set and its encoded, staged file once all
+                are written and before any is stored (the conformance gate); when it
+                raises, nothing is stored and the staged files are removed.
         """
         items: list[PendingInstance | FailedInstance] = []
         try:
@@ -334,6 +345,14 @@ class InstanceStore:
                     staged.discard()
                     raise
                 items.append(self._pending(staged, ds))
+            if before_commit is not None:
+                before_commit(
+                    [
+                        (ds, item.staged.path)
+                        for ds, item in zip(datasets, items, strict=True)
+                        if isinstance(item, PendingInstance)
+                    ]
+                )
         except BaseException:
             for item in items:
                 if isinstance(item, PendingInstance):

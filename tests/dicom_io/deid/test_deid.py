@@ -26,13 +26,14 @@ from radserve.dicom_io import (
     DeidOptions,
     ProfileOption,
     ProfileRow,
+    ValidatorReport,
     deidentify,
     deidentify_files,
     derive_uid,
     read_instance,
     resolve_salt,
 )
-from tests.conftest import DEMO_STUDY, SHARED_DATA, ValidatorReport
+from tests.conftest import DEMO_STUDY, SHARED_DATA
 
 SALT = "test-salt-not-a-secret-0123456789"
 OTHER_SALT = "another-test-salt-9876543210"

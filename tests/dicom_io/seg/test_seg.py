@@ -32,12 +32,13 @@ from radserve.dicom_io import (
     LabelMap,
     MaskError,
     SegmentInfo,
+    ValidatorReport,
     Volume,
     read_image_series,
     read_seg,
     write_seg,
 )
-from tests.conftest import REPO_ROOT, ValidatorReport, require
+from tests.conftest import REPO_ROOT, require
 from tests.grids import onto_grid
 
 ALGORITHM = AlgorithmIdentity(name="test-model", version="1.2.3", model_sha256="ab" * 32)

@@ -92,6 +92,10 @@ def test_stowed_series_is_routed_and_results_reach_orthanc(
         )
         kinds = [r["kind"] for r in job["results"]]
         assert kinds.count("SEG") == 1 and kinds.count("SR") == 1
+        # Every result passed the conformance gate (the default, block) before it was stored.
+        gate = job["conformance"]
+        assert (gate["mode"], gate["passed"], gate["validated"]) == ("block", True, True)
+        assert gate["problems"] == [] and "conformance_s" in job["timings_s"]
 
         # The same study again: acknowledged, and no second job.
         assert _stow(client, demo_ct_files).status_code == 200

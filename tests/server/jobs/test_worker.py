@@ -17,6 +17,7 @@ from radserve.inference import CPU, RuntimeSettings
 from radserve.radiomics import RadiomicsOptions, load_parameter_set
 from radserve.server import (
     ExportPolicy,
+    GateMode,
     InstanceStore,
     Job,
     JobFeatures,
@@ -57,6 +58,7 @@ def make_pool(
         radiomics: RadiomicsOptions | None = None,
         metrics: ServerMetrics | None = None,
         overlay_transfer_syntax_uid: str = JPEGLSLossless,
+        conformance_gate: GateMode = GateMode.BLOCK,
     ) -> tuple[WorkerPool, JobQueue, InstanceStore]:
         registry = ModelRegistry(
             models_dir or models_dir_with(tmp_path, tiny_package),
@@ -80,6 +82,7 @@ def make_pool(
                 job_timeout_s=timeout_s,
                 retry=ExportPolicy(backoff_s=0.05),
                 overlay_transfer_syntax_uid=overlay_transfer_syntax_uid,
+                conformance_gate=conformance_gate,
             ),
             metrics=metrics or ServerMetrics(),
         )
@@ -117,6 +120,26 @@ def test_a_study_job_runs_on_the_accepted_series_and_stores_its_results(
     ).items()
     assert (syntax, count) == (JPEGLSLossless, int((labels == 1).any(axis=(1, 2)).sum()))
     assert not pool.run_next()  # the queue is empty
+
+
+@pytest.mark.parametrize("mode", [GateMode.BLOCK, GateMode.WARN, GateMode.OFF])
+def test_the_conformance_gate_checks_every_result_before_it_is_stored(
+    make_pool: MakePool, mode: GateMode
+) -> None:
+    metrics = ServerMetrics()
+    pool, queue, _ = make_pool(conformance_gate=mode, metrics=metrics)
+    job = _run(pool, queue, JobSpec(STUDY_UID, None, TINY_MODEL, "1.0.0"))
+    assert job.state is JobState.DONE, job.error
+    exposition = metrics.render()
+    if mode is GateMode.OFF:
+        assert job.conformance is None and "conformance_s" not in job.timings_s
+        return
+    assert job.conformance is not None
+    assert job.conformance["mode"] == mode.value
+    assert job.conformance["passed"] is True and job.conformance["validated"] is True
+    assert job.conformance["problems"] == [] and job.timings_s["conformance_s"] > 0
+    assert 'radserve_job_stage_seconds_count{stage="conformance"} 1.0' in exposition
+    assert "radserve_conformance_errors_total{" not in exposition  # none counted
 
 
 def test_bad_input_fails_the_job_with_the_reason(make_pool: MakePool, tmp_path: Path) -> None:
