@@ -148,13 +148,15 @@ def write_sr(
     groups_input = _match_inputs(labelmap, measurements, options.extra_measurements or {})
     modality = (volume.modality or "").upper()
     groups, extras, used = _volumetric_groups(seg, volume, algorithm, groups_input)
-    planar = (
-        _planar_groups(source, labelmap, algorithm, groups_input) if options.planar_groups else []
+    planar, key_images = (
+        _planar_groups(source, labelmap, algorithm, groups_input)
+        if options.planar_groups
+        else ([], [])
     )
     header = _Header(
         modality, algorithm, options.series_number, _used(options.coding_schemes, used)
     )
-    sr = _document(source, [seg], [*groups, *planar], header)
+    sr = _document(source, [seg], [*groups, *planar], header, library=key_images)
     if any(extras):
         sr = with_extra_items(sr, [*extras, *([] for _ in planar)])
     return sr
@@ -165,16 +167,18 @@ def _planar_groups(
     labelmap: LabelMap,
     algorithm: AlgorithmIdentity,
     groups_input: Sequence[tuple[SegmentInfo, SegmentMeasurements, Sequence[NumericMeasurement]]],
-) -> list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations]:
-    """One key-slice TID 1410 group per measured segment (single-frame sources only)."""
+) -> tuple[list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations], list[Dataset]]:
+    """One key-slice TID 1410 group per measured segment (single-frame sources only), and
+    the key-slice images they reference (once each)."""
     volume = source.volume
     if len(source.headers) != volume.shape[0]:
         logger.info("multi-frame source: no key-slice planar groups")
-        return []
+        return [], []
     series_instance_uid = str(volume.series_instance_uid)
     intensity = _INTENSITY.get((volume.modality or "").upper())
     algorithm_id = _algorithm_id(algorithm)
     groups = []
+    images: dict[str, Dataset] = {}
     for segment, measured, _ in groups_input:
         mask = np.asarray(labelmap.volume.array) == segment.label
         outline = key_slice_outline(mask)
@@ -199,7 +203,9 @@ def _planar_groups(
                 intensity,
             )
         )
-    return groups
+        key_image = source.headers[outline.slice_index]
+        images.setdefault(str(key_image.SOPInstanceUID), key_image)
+    return groups, list(images.values())
 
 
 def _algorithm_id(algorithm: AlgorithmIdentity) -> hd.sr.AlgorithmIdentification:
@@ -333,8 +339,11 @@ def _document(
         | hd.sr.MeasurementsAndQualitativeEvaluations
     ],
     header: _Header,
+    *,
+    library: Sequence[Dataset] = (),
 ) -> Dataset:
-    """The Comprehensive 3D SR document holding the measurement ``groups``."""
+    """The Comprehensive 3D SR document holding the measurement ``groups``; its Image
+    Library (TID 1600) lists ``library``, the images the report's content references."""
     modality, algorithm = header.modality, header.algorithm
     source_series_uid = str(source.volume.series_instance_uid)
     device = hd.sr.ObserverContext(
@@ -350,7 +359,9 @@ def _document(
         observation_context=hd.sr.ObservationContext(observer_device_context=device),
         procedure_reported=_PROCEDURES.get(modality, codes.SCT.ImagingProcedure),
         imaging_measurements=groups,
-        referenced_images=source.headers,  # the Image Library (TID 1600) viewers look up
+        # The Image Library (TID 1600) viewers look the key slices up in: the images the
+        # content references, not the whole series (48 entries took 1.5 s and 190 KB).
+        referenced_images=list(library) or None,
     )
     series_instance_uid, sop_instance_uid = sr_uids(source_series_uid, algorithm)
     try:
