@@ -25,6 +25,8 @@ from pydicom.dataset import Dataset
 from radserve.dicom_io.reading.series import ImageSeries
 
 REVIEW_LABEL = "requires review"
+# Where an SR or an overlay references other instances: its content tree, its sources.
+_CONTENT_REFERENCES = ("ContentSequence", "SourceImageSequence", "ReferencedImageSequence")
 
 
 def structural_problems(results: Sequence[Dataset], series: ImageSeries) -> list[str]:
@@ -50,7 +52,7 @@ def structural_problems(results: Sequence[Dataset], series: ImageSeries) -> list
         if kind == "SEG":
             problems += _seg_problems(ds, source, source_uids)
             continue
-        unknown = {uid for uid in _referenced_instances(ds) if uid not in known}
+        unknown = {uid for uid in _references(ds, _CONTENT_REFERENCES) if uid not in known}
         if unknown:
             problems.append(f"{kind}: references {len(unknown)} instance(s) not in the study")
         if kind == "SC" and ds.get("BurnedInAnnotation") != "YES":
@@ -79,17 +81,20 @@ def _seg_problems(seg: Dataset, source: Sequence[Dataset], source_uids: set[str]
     frames = int(seg.get("NumberOfFrames", 0))
     if frames != len(seg.get("PerFrameFunctionalGroupsSequence", [])):
         problems.append("SEG: Number of Frames differs from the per-frame functional groups")
-    derived_from = set(_referenced_instances(seg)) - {str(seg.SOPInstanceUID)}
+    derived_from = set(_references(seg, ("PerFrameFunctionalGroupsSequence",)))
     if derived_from - source_uids:
         problems.append("SEG: frames are derived from instances not in the source")
     return problems
 
 
-def _referenced_instances(ds: Dataset) -> Iterator[str]:
-    """Every Referenced SOP Instance UID anywhere in ``ds``."""
-    for element in ds.iterall():
-        if element.keyword == "ReferencedSOPInstanceUID" and element.value:
-            yield str(element.value)
+def _references(ds: Dataset, keywords: Sequence[str]) -> Iterator[str]:
+    """Every Referenced SOP Instance UID under the top-level sequences ``keywords`` (the
+    references radserve makes; a copied Referenced Study Sequence is the source's own)."""
+    for keyword in keywords:
+        for item in ds.get(keyword) or []:
+            for element in item.iterall():
+                if element.keyword == "ReferencedSOPInstanceUID" and element.value:
+                    yield str(element.value)
 
 
 def _kind(ds: Dataset) -> str:

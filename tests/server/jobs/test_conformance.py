@@ -200,3 +200,31 @@ def test_a_source_date_not_in_da_form_is_left_out_of_the_results(
     source_file = sorted(tmp_path.glob("*.dcm"))[0]
     findings = _gate(GateMode.BLOCK).check(series, stage(results), source_file=source_file)
     assert findings.passed
+
+
+def test_references_the_source_itself_holds_are_not_the_results_own(
+    tmp_path: Path, demo_study: Path, stage: Stage
+) -> None:
+    """Found on a GE CT: its Referenced Study Sequence (and a scout in its Referenced Image
+    Sequence) name instances outside the series; highdicom copies the study reference into
+    the SEG and SR, and the gate took it for a reference of theirs."""
+    elsewhere = generate_uid()
+    for path in sorted((demo_study / "image").glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        item = Dataset()
+        item.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management
+        item.ReferencedSOPInstanceUID = elsewhere
+        ds.ReferencedStudySequence = [item]
+        scout = Dataset()
+        scout.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        scout.ReferencedSOPInstanceUID = generate_uid()
+        ds.ReferencedImageSequence = [scout]
+        ds.save_as(tmp_path / path.name)
+    series = read_image_series(tmp_path)
+    mask = (series.volume.array > 300).astype(np.uint8)
+    label_map = LabelMap(series.volume.with_array(mask), (SegmentInfo(1, "Bone"),))
+    results = build_results(series, label_map, algorithm=ALGORITHM)
+    assert results.seg is not None and "ReferencedStudySequence" in results.seg
+    assert structural_problems(results.datasets(), series) == []
+    source_file = sorted(tmp_path.glob("*.dcm"))[0]
+    assert _gate(GateMode.BLOCK).check(series, stage(results), source_file=source_file).passed
