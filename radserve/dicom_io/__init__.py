@@ -97,6 +97,7 @@ from radserve.dicom_io.reading import (
     read_series,
     supported_transfer_syntaxes,
     text_value,
+    transfer_syntax_name,
     volume_from_instances,
     with_pixel_data,
 )
@@ -144,6 +145,13 @@ from radserve.dicom_io.sr import (
     sr_uids,
     write_sr,
 )
+from radserve.dicom_io.transcoding import (
+    TRANSCODE_TARGETS,
+    TranscodingError,
+    transcode,
+    transcode_problem,
+    web_transfer_syntax,
+)
 from radserve.dicom_io.uids import (
     derive_uid,
 )
@@ -189,6 +197,7 @@ __all__ = [
     "SECONDARY_CAPTURE_IMAGE_STORAGE",
     "SUFFIXES",
     "TISSUE",
+    "TRANSCODE_TARGETS",
     "AlgorithmIdentity",
     "Code",
     "CodingSchemeIdentification",
@@ -225,6 +234,7 @@ __all__ = [
     "SliceRenderer",
     "SrOptions",
     "ToleratedQuirks",
+    "TranscodingError",
     "UnsupportedTransferSyntaxError",
     "ValidatorReport",
     "ValidatorUnavailableError",
@@ -275,7 +285,11 @@ __all__ = [
     "structural_problems",
     "supported_transfer_syntaxes",
     "text_value",
+    "transcode",
+    "transcode_problem",
+    "transfer_syntax_name",
     "volume_from_instances",
+    "web_transfer_syntax",
     "window_from_headers",
     "with_pixel_data",
     "write_labelmap_file",

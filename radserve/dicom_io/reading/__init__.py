@@ -36,6 +36,7 @@ from radserve.dicom_io.reading.transfer_syntax import (
     ENCAPSULATED_UNCOMPRESSED_EXPLICIT_VR_LITTLE_ENDIAN,
     check_transfer_syntax,
     supported_transfer_syntaxes,
+    transfer_syntax_name,
 )
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "read_series",
     "supported_transfer_syntaxes",
     "text_value",
+    "transfer_syntax_name",
     "volume_from_instances",
     "with_pixel_data",
 ]

@@ -4,8 +4,10 @@ resources and thumbnails.
 The handlers are thin: the bodies are built in :mod:`radserve.server.routes.retrieve`, where
 each resource's representations are negotiated against the Accept header (PS3.18 8.7).
 
-* Studies, series and instances are sent as stored (no transcoding), ``multipart/related;
-  type="application/dicom"``.
+* Studies, series and instances are ``multipart/related; type="application/dicom"`` in the
+  negotiated transfer syntax: Explicit VR Little Endian by default, as stored for
+  ``transfer-syntax=*`` (Implicit VR Little Endian as Explicit), or a lossless syntax
+  radserve writes (:mod:`radserve.server.routes.retrieve.instances`).
 * Metadata is DICOM JSON; Pixel Data and large binary values are ``BulkDataURI`` references
   to ``.../bulkdata/{tag path}``.
 * Frames are ``multipart/related``, one part per frame: native pixels as
@@ -96,7 +98,9 @@ def _accept(request: Request) -> str | None:
 @router.get("/studies/{study}", summary="Retrieve a study", responses=_INSTANCES)
 def retrieve_study(request: Request, store: StoreDep, study: str) -> StreamingResponse:
     """All instances of a study."""
-    return retrieve_files(_accept(request), store.get_instances(study))
+    return retrieve_files(
+        _accept(request), store.get_instances(study), max_bytes=store.max_instance_bytes
+    )
 
 
 @router.get("/studies/{study}/series/{series}", summary="Retrieve a series", responses=_INSTANCES)
@@ -104,7 +108,9 @@ def retrieve_series(
     request: Request, store: StoreDep, study: str, series: str
 ) -> StreamingResponse:
     """All instances of a series."""
-    return retrieve_files(_accept(request), store.get_instances(study, series))
+    return retrieve_files(
+        _accept(request), store.get_instances(study, series), max_bytes=store.max_instance_bytes
+    )
 
 
 @router.get(INSTANCE, summary="Retrieve an instance", responses=_INSTANCES)
@@ -112,7 +118,11 @@ def retrieve_instance(
     request: Request, store: StoreDep, study: str, series: str, instance: str
 ) -> StreamingResponse:
     """One instance."""
-    return retrieve_files(_accept(request), store.get_instances(study, series, instance))
+    return retrieve_files(
+        _accept(request),
+        store.get_instances(study, series, instance),
+        max_bytes=store.max_instance_bytes,
+    )
 
 
 @router.get("/studies/{study}/metadata", summary="Retrieve a study's metadata", responses=_METADATA)

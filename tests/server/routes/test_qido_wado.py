@@ -17,6 +17,7 @@ from .conftest import DICOM_MULTIPART, auth, multipart
 pytestmark = pytest.mark.anyio
 
 STUDY_UID = "1.3.6.1.4.1.14519.5.2.1.5168.1900.190311276211389538203367070477"
+EXPLICIT = "1.2.840.10008.1.2.1"
 READ = auth("reader")
 
 
@@ -121,18 +122,18 @@ async def test_bad_queries_are_400(
 async def test_retrieve_study_series_instance(
     client: httpx.AsyncClient, stored: dict[str, Path]
 ) -> None:
+    # Stored in Implicit VR Little Endian; sent in Explicit VR Little Endian (PS3.18 8.7.3.5;
+    # tests/server/routes/test_wado_transfer_syntax.py has the other syntaxes).
     response = await client.get(f"/dicomweb/studies/{STUDY_UID}", headers=READ)
     assert response.status_code == 200
-    assert int(response.headers["content-length"]) == len(response.content)
     parts = _parts(response)
     assert len(parts) == 49
     for headers, data in parts:
-        original = stored[_sop(data)]
-        ds = pydicom.dcmread(original, stop_before_pixels=True)
-        assert data == original.read_bytes()
-        assert headers["content-type"] == (
-            f"application/dicom; transfer-syntax={ds.file_meta.TransferSyntaxUID}"
-        )
+        original = pydicom.dcmread(stored[_sop(data)])
+        sent = pydicom.dcmread(BytesIO(data))
+        assert headers["content-type"] == f"application/dicom; transfer-syntax={EXPLICIT}"
+        assert sent.file_meta.TransferSyntaxUID == EXPLICIT
+        assert sent == original  # every attribute, the pixel data included
     sop, path = next(iter(stored.items()))
     series_uid = pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID
     one = await client.get(
@@ -142,7 +143,9 @@ async def test_retrieve_study_series_instance(
             "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*',
         },
     )
-    assert [data for _, data in _parts(one)] == [path.read_bytes()]
+    [(headers, data)] = _parts(one)
+    assert headers["content-type"] == f"application/dicom; transfer-syntax={EXPLICIT}"
+    assert pydicom.dcmread(BytesIO(data)) == pydicom.dcmread(path)
     series = await client.get(f"/dicomweb/studies/{STUDY_UID}/series/{series_uid}", headers=READ)
     assert len(_parts(series)) == 48
 

@@ -13,7 +13,7 @@ preference; :func:`negotiate` picks one against the Accept header:
   and ``application/dicom``);
 * no Accept header, or a bare ``*/*``, means the first offer (the resource's default).
 
-An offer without a transfer syntax (instances sent as stored) matches any
+An offer without a transfer syntax (a representation not negotiated) matches any
 ``transfer-syntax`` parameter. When nothing matches, :class:`NotAcceptableError` names what
 is offered.
 """

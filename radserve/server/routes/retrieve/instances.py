@@ -1,8 +1,20 @@
-"""Instances as stored, and their metadata with bulk data URIs (PS3.18 10.4.1.1.1-2).
+"""Instances in the transfer syntax asked for, and their metadata with bulk data URIs
+(PS3.18 10.4.1.1.1-2).
 
-Instances are sent as stored (no transcoding) in ``multipart/related;
-type="application/dicom"``, each part naming its own transfer syntax; a ``transfer-syntax``
-parameter in the Accept header is not enforced. Files are streamed from disk in chunks.
+Instances are sent in ``multipart/related; type="application/dicom"``, each part naming
+its transfer syntax, negotiated by the Accept header (PS3.18 8.7.3.5):
+
+* no ``transfer-syntax`` parameter (and no Accept header): Explicit VR Little Endian, the
+  default of ``application/dicom`` (Table 8.7.3-5);
+* ``transfer-syntax=*``: as stored, except that an instance stored in Implicit VR Little
+  Endian is sent in Explicit VR Little Endian (the web never gets Implicit VR);
+* a UID: that syntax, where radserve can write it losslessly
+  (:data:`~radserve.dicom_io.TRANSCODE_TARGETS`, or the stored syntax itself).
+
+An instance that cannot be sent as asked (no codec for its stored syntax, a lossy one asked
+for a lossless syntax, more bits than the codec takes) makes the whole request 406, named,
+before anything is sent. Files already in the syntax asked for are streamed from disk in
+chunks; the others are re-encoded one at a time (:func:`~radserve.dicom_io.transcode`).
 
 Metadata is a DICOM JSON array, one object per instance, read from the headers. Pixel Data
 and the binary values over :data:`MAX_INLINE_BINARY_BYTES` (also inside sequences) are
@@ -21,7 +33,15 @@ from typing import Any
 from fastapi.responses import StreamingResponse
 from pydicom.dataset import Dataset
 
-from radserve.dicom_io import read_instance
+from radserve.dicom_io import (
+    TRANSCODE_TARGETS,
+    read_instance,
+    transcode,
+    transcode_problem,
+    transfer_syntax_name,
+    web_transfer_syntax,
+)
+from radserve.server.errors import NotAcceptableError
 from radserve.server.metadata_cache import ROOT_PLACEHOLDER, MetadataCache
 from radserve.server.routes.multipart import closing_delimiter, new_boundary, part_header
 from radserve.server.routes.retrieve.accept import MULTIPART, Offer, negotiate
@@ -32,7 +52,9 @@ DICOM_JSON = "application/dicom+json"
 CHUNK_BYTES = 1024 * 1024
 MAX_INLINE_BINARY_BYTES = 64 * 1024
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
-INSTANCE_OFFERS = (Offer(MULTIPART, "application/dicom"),)
+DICOM = "application/dicom"
+# transfer-syntax=*: each instance as stored (Implicit VR Little Endian as Explicit).
+AS_STORED = Offer(MULTIPART, DICOM, "*")
 METADATA_OFFERS = (Offer(DICOM_JSON), Offer("application/json"))
 
 TagPath = tuple[str, ...]
@@ -47,34 +69,68 @@ def instance_url(base: str, instance: StoredInstance) -> str:
     )
 
 
-def retrieve_files(accept: str | None, instances: Sequence[StoredInstance]) -> StreamingResponse:
-    """The instances as stored, streamed (Content-Length known before the first byte)."""
-    negotiate(accept, INSTANCE_OFFERS)
+def retrieve_files(
+    accept: str | None, instances: Sequence[StoredInstance], *, max_bytes: int
+) -> StreamingResponse:
+    """The instances in the negotiated transfer syntax, streamed (with a Content-Length when
+    none needs re-encoding).
+
+    Raises:
+        NotAcceptableError: No acceptable syntax, or an instance cannot be sent in it.
+    """
+    stored = dict.fromkeys(web_transfer_syntax(i.transfer_syntax_uid) for i in instances)
+    offers = [
+        AS_STORED,
+        *(Offer(MULTIPART, DICOM, uid) for uid in (*TRANSCODE_TARGETS, *stored)),
+    ]
+    offer = negotiate(accept, list(dict.fromkeys(offers)), default=offers[1])
+    targets = [
+        web_transfer_syntax(i.transfer_syntax_uid)
+        if offer == AS_STORED
+        else str(offer.transfer_syntax_uid)
+        for i in instances
+    ]
+    for instance, target in zip(instances, targets, strict=True):
+        problem = transcode_problem(
+            instance.path, instance.transfer_syntax_uid, target, max_bytes=max_bytes
+        )
+        if problem is not None:
+            raise NotAcceptableError(
+                f"instance {instance.sop_instance_uid} cannot be sent as "
+                f"{transfer_syntax_name(target)}: {problem}"
+            )
     boundary = new_boundary()
-    headers = [part_header(boundary, _part_type(i), i.size_bytes) for i in instances]
-    length = sum(len(h) + i.size_bytes + 2 for h, i in zip(headers, instances, strict=True))
-    length += len(closing_delimiter(boundary))
+    as_is = [i.transfer_syntax_uid == t for i, t in zip(instances, targets, strict=True)]
+    headers: dict[str, str] = {}
+    if all(as_is):
+        length = sum(
+            len(part_header(boundary, _part_type(t), i.size_bytes)) + i.size_bytes + 2
+            for i, t in zip(instances, targets, strict=True)
+        )
+        headers["Content-Length"] = str(length + len(closing_delimiter(boundary)))
 
     def body() -> Iterator[bytes]:
-        for header, instance in zip(headers, instances, strict=True):
-            yield header
-            with instance.path.open("rb") as fp:
-                while chunk := fp.read(CHUNK_BYTES):
-                    yield chunk
+        for instance, target, same in zip(instances, targets, as_is, strict=True):
+            if same:
+                yield part_header(boundary, _part_type(target), instance.size_bytes)
+                with instance.path.open("rb") as fp:
+                    while chunk := fp.read(CHUNK_BYTES):
+                        yield chunk
+            else:
+                data = transcode(instance.path, target, max_bytes=max_bytes)
+                yield part_header(boundary, _part_type(target), len(data)) + data
             yield b"\r\n"
         yield closing_delimiter(boundary)
 
     return StreamingResponse(
         body(),
-        media_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
-        headers={"Content-Length": str(length)},
+        media_type=f'multipart/related; type="{DICOM}"; boundary={boundary}',
+        headers=headers,
     )
 
 
-def _part_type(instance: StoredInstance) -> str:
-    if instance.transfer_syntax_uid:
-        return f"application/dicom; transfer-syntax={instance.transfer_syntax_uid}"
-    return "application/dicom"
+def _part_type(transfer_syntax_uid: str) -> str:
+    return f"{DICOM}; transfer-syntax={transfer_syntax_uid}"
 
 
 def _take_bulk_values(ds: Dataset, prefix: TagPath = ()) -> list[tuple[TagPath, str]]:
