@@ -3,11 +3,14 @@
 Query parameters: matching keys by keyword or tag (``PatientID=...``, ``00100020=...``) with
 the matching the store implements (:mod:`radserve.server.store.query`), ``limit``,
 ``offset``, ``includefield`` (checked; every indexed attribute is returned anyway) and
-``fuzzymatching`` (accepted, ignored: matching is never fuzzy). A key the store cannot match
-on is a 400 naming it.
+``fuzzymatching`` (``true`` gets a ``Warning: 299`` saying it is not supported, PS3.18
+8.3.4.2: matching is never fuzzy). A key the store cannot match on is a 400 naming it.
 
-Results: a DICOM JSON array, with the Retrieve URL of each result; no match is 200 with
-``[]`` (PS3.18 2026a 11.9.3.1 allows 204 only in older editions). At most
+Results: a DICOM JSON array (``application/dicom+json``, or ``application/json``; an Accept
+header allowing neither, e.g. XML only, is 406), with the Retrieve URL of each result and
+every attribute PS3.18 Tables 10.6.3-3/4/5 require of its level, empty where the data have
+none; Instance Availability is ONLINE (everything is on this server's disk). No match is
+200 with ``[]`` (PS3.18 2026a 11.9.3.1 allows 204 only in older editions). At most
 :data:`MAX_RESULTS` results per request; when more match, a ``Warning`` header says so and
 ``offset`` pages on.
 """
@@ -27,6 +30,7 @@ from radserve.server.routes.api_description import (
     errors,
     qido_parameters,
 )
+from radserve.server.routes.retrieve import Offer, negotiate
 from radserve.server.settings import Role
 from radserve.server.store.instances import InstanceQuery, InstanceStore, QueryError, QueryLevel
 from radserve.server.store.query import check_keyword
@@ -36,7 +40,7 @@ router = APIRouter(
     tags=["QIDO-RS"],
     dependencies=[Depends(require_role(Role.READ))],
     default_response_class=Response,
-    responses={**AUTHENTICATED, **DICOM_JSON_RESULTS, **errors(400)},
+    responses={**AUTHENTICATED, **DICOM_JSON_RESULTS, **errors(400, 406)},
 )
 
 MAX_RESULTS = 5000
@@ -44,6 +48,51 @@ _TAG = re.compile(r"[0-9A-Fa-f]{8}")
 _COUNT = re.compile(r"[0-9]{1,19}")
 _RETRIEVE_URL = "00081190"
 _MORE_RESULTS = '299 radserve "There are additional results that can be requested"'
+_NOT_FUZZY = (  # PS3.18 8.3.4.2
+    '299 radserve "The fuzzymatching parameter is not supported. '
+    'Only literal matching has been performed."'
+)
+_INSTANCE_AVAILABILITY = "00080056"
+_OFFERS = (Offer("application/dicom+json"), Offer("application/json"))
+# PS3.18 Tables 10.6.3-3 (study), 10.6.3-4 (series), 10.6.3-5 (instance): the attributes a
+# result shall hold, empty when unknown (tag: VR); Timezone Offset only where known.
+_REQUIRED: dict[QueryLevel, dict[str, str]] = {
+    QueryLevel.STUDY: {
+        "00080020": "DA",  # Study Date
+        "00080030": "TM",  # Study Time
+        "00080050": "SH",  # Accession Number
+        "00080056": "CS",  # Instance Availability
+        "00080061": "CS",  # Modalities in Study
+        "00080090": "PN",  # Referring Physician's Name
+        "00100010": "PN",  # Patient's Name
+        "00100020": "LO",  # Patient ID
+        "00100030": "DA",  # Patient's Birth Date
+        "00100040": "CS",  # Patient's Sex
+        "0020000D": "UI",  # Study Instance UID
+        "00200010": "SH",  # Study ID
+        "00201206": "IS",  # Number of Study Related Series
+        "00201208": "IS",  # Number of Study Related Instances
+    },
+    QueryLevel.SERIES: {
+        "00080060": "CS",  # Modality
+        "0008103E": "LO",  # Series Description
+        "0020000E": "UI",  # Series Instance UID
+        "00200011": "IS",  # Series Number
+        "00201209": "IS",  # Number of Series Related Instances
+        "00400244": "DA",  # Performed Procedure Step Start Date
+        "00400245": "TM",  # Performed Procedure Step Start Time
+    },
+    QueryLevel.IMAGE: {
+        "00080016": "UI",  # SOP Class UID
+        "00080018": "UI",  # SOP Instance UID
+        "00080056": "CS",  # Instance Availability
+        "00200013": "IS",  # Instance Number
+        "00280010": "US",  # Rows
+        "00280011": "US",  # Columns
+        "00280100": "US",  # Bits Allocated
+        "00280008": "IS",  # Number of Frames
+    },
+}
 
 
 def _keyword(key: str) -> str:
@@ -107,12 +156,21 @@ def parse_query(
 
 
 def _search(request: Request, store: InstanceStore, query: InstanceQuery) -> Response:
+    negotiate(request.headers.get("accept"), _OFFERS)
     results = store.search(query)
     limit = (query.limit or 1) - 1
-    headers = {"Warning": _MORE_RESULTS} if len(results) > limit else {}
+    warnings = [_MORE_RESULTS] if len(results) > limit else []
+    if request.query_params.get("fuzzymatching", "").lower() == "true":
+        warnings.append(_NOT_FUZZY)
     base = dicomweb_url(request)
+    required = _REQUIRED[query.level]
     for result in results[:limit]:
         result[_RETRIEVE_URL] = {"vr": "UR", "Value": [_retrieve_url(base, query.level, result)]}
+        if _INSTANCE_AVAILABILITY in required:
+            result[_INSTANCE_AVAILABILITY] = {"vr": "CS", "Value": ["ONLINE"]}
+        for tag, vr in required.items():
+            result.setdefault(tag, {"vr": vr})
+    headers = {"Warning": ", ".join(warnings)} if warnings else {}
     return dicom_json_response(results[:limit], headers=headers)
 
 
