@@ -75,6 +75,9 @@ from radserve.dicom_io.masks import (
     read_rtstruct,
     write_labelmap_file,
 )
+from radserve.dicom_io.native_xml import (
+    native_dicom_model,
+)
 from radserve.dicom_io.reading import (
     DEFAULT_MAX_INSTANCE_BYTES,
     DEFLATED_IMAGE_FRAME_COMPRESSION,
@@ -264,6 +267,7 @@ __all__ = [
     "maximum_3d_diameter_mm",
     "measure_segments",
     "native_bytes",
+    "native_dicom_model",
     "read_frame",
     "read_image_file",
     "read_image_series",

@@ -56,7 +56,12 @@ AUTHENTICATED = errors(401, 403)
 """Every route behind a token."""
 
 DICOM_JSON_RESULTS = answers(
-    200, "The matches, as DICOM JSON", DICOM_JSON, schema=_DICOM_JSON_ARRAY
+    200,
+    "The matches, as DICOM JSON (or PS3.19 XML, one multipart part each)",
+    DICOM_JSON,
+    "application/json",
+    MULTIPART_RELATED,
+    schema=_DICOM_JSON_ARRAY,
 )
 
 STOW_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -6,8 +6,9 @@ the matching the store implements (:mod:`radserve.server.store.query`), ``limit`
 ``fuzzymatching`` (``true`` gets a ``Warning: 299`` saying it is not supported, PS3.18
 8.3.4.2: matching is never fuzzy). A key the store cannot match on is a 400 naming it.
 
-Results: a DICOM JSON array (``application/dicom+json``, or ``application/json``; an Accept
-header allowing neither, e.g. XML only, is 406), with the Retrieve URL of each result and
+Results: a DICOM JSON array (``application/dicom+json``, or ``application/json``) or PS3.19
+XML, one ``multipart/related; type="application/dicom+xml"`` part per result (an Accept
+header allowing none of these is 406), with the Retrieve URL of each result and
 every attribute PS3.18 Tables 10.6.3-3/4/5 require of its level, empty where the data have
 none; Instance Availability is ONLINE (everything is on this server's disk). No match is
 200 with ``[]`` (PS3.18 2026a 11.9.3.1 allows 204 only in older editions). At most
@@ -23,6 +24,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydicom.datadict import keyword_for_tag
 
+from radserve.dicom_io import native_dicom_model
 from radserve.server.deps import StoreDep, dicom_json_response, dicomweb_url, require_role
 from radserve.server.routes.api_description import (
     AUTHENTICATED,
@@ -30,7 +32,7 @@ from radserve.server.routes.api_description import (
     errors,
     qido_parameters,
 )
-from radserve.server.routes.retrieve import Offer, negotiate
+from radserve.server.routes.retrieve import Offer, multipart_response, negotiate
 from radserve.server.settings import Role
 from radserve.server.store.instances import InstanceQuery, InstanceStore, QueryError, QueryLevel
 from radserve.server.store.query import check_keyword
@@ -53,7 +55,12 @@ _NOT_FUZZY = (  # PS3.18 8.3.4.2
     'Only literal matching has been performed."'
 )
 _INSTANCE_AVAILABILITY = "00080056"
-_OFFERS = (Offer("application/dicom+json"), Offer("application/json"))
+_DICOM_XML = "application/dicom+xml"
+_OFFERS = (
+    Offer("application/dicom+json"),
+    Offer("application/json"),
+    Offer("multipart/related", _DICOM_XML),
+)
 # PS3.18 Tables 10.6.3-3 (study), 10.6.3-4 (series), 10.6.3-5 (instance): the attributes a
 # result shall hold, empty when unknown (tag: VR); Timezone Offset only where known.
 _REQUIRED: dict[QueryLevel, dict[str, str]] = {
@@ -156,7 +163,7 @@ def parse_query(
 
 
 def _search(request: Request, store: InstanceStore, query: InstanceQuery) -> Response:
-    negotiate(request.headers.get("accept"), _OFFERS)
+    offer = negotiate(request.headers.get("accept"), _OFFERS)
     results = store.search(query)
     limit = (query.limit or 1) - 1
     warnings = [_MORE_RESULTS] if len(results) > limit else []
@@ -171,6 +178,12 @@ def _search(request: Request, store: InstanceStore, query: InstanceQuery) -> Res
         for tag, vr in required.items():
             result.setdefault(tag, {"vr": vr})
     headers = {"Warning": ", ".join(warnings)} if warnings else {}
+    if offer.part_type == _DICOM_XML:  # PS3.18 10.6.3.2: one part per result
+        response = multipart_response(
+            _DICOM_XML, [(_DICOM_XML, native_dicom_model(r)) for r in results[:limit]]
+        )
+        response.headers.update(headers)
+        return response
     return dicom_json_response(results[:limit], headers=headers)
 
 

@@ -61,7 +61,13 @@ INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
 _INSTANCES = answers(
     200, 'The instances, multipart/related; type="application/dicom"', MULTIPART_RELATED
 )
-_METADATA = answers(200, "DICOM JSON, bulk data by BulkDataURI", DICOM_JSON, "application/json")
+_METADATA = answers(
+    200,
+    "DICOM JSON (or PS3.19 XML, a part per instance), bulk data by BulkDataURI",
+    DICOM_JSON,
+    "application/json",
+    MULTIPART_RELATED,
+)
 _FRAMES = answers(200, "The frames, one part each", MULTIPART_RELATED)
 _BULKDATA = answers(200, "The value, one part", MULTIPART_RELATED)
 _RENDERED = answers(

@@ -1,6 +1,6 @@
 """QIDO-RS to the letter of PS3.18, each test citing its clause: the Required result
 attributes (Tables 10.6.3-3, -4, -5) present even where the data have none, the Warning for
-fuzzy matching (8.3.4.2), and the Accept header (10.6.2: DICOM JSON, or 406)."""
+fuzzy matching (8.3.4.2), and the Accept header (10.6.2: DICOM JSON or XML, or 406)."""
 
 from __future__ import annotations
 
@@ -75,12 +75,13 @@ async def test_fuzzy_matching_asked_for_gets_the_warning(
     assert "warning" not in literal.headers
 
 
-async def test_an_accept_header_without_dicom_json_is_406(
+async def test_an_accept_header_allowing_neither_json_nor_xml_is_406(
     client: httpx.AsyncClient, sparse: pydicom.Dataset
 ) -> None:
-    """PS3.18 10.6.2 / 8.7: the search results are DICOM JSON here; an Accept header that
-    allows only other media types (PS3.19 XML) gets 406, not JSON with 200."""
-    for accept in ("application/dicom+xml", 'multipart/related; type="application/dicom+xml"'):
+    """PS3.18 10.6.2 / 8.7: search results are DICOM JSON or, one part each, PS3.19 XML
+    (``tests/server/routes/test_dicom_xml.py``); an Accept header that allows neither gets
+    406, not JSON with 200."""
+    for accept in ("application/dicom+xml", "text/html", 'multipart/related; type="image/png"'):
         response = await client.get("/dicomweb/studies", headers={**READ, "Accept": accept})
         assert response.status_code == 406, accept
     for accept in ("application/dicom+json", "application/json", "*/*", "application/*"):

@@ -32,6 +32,7 @@ from radserve.server.routes.retrieve.rendered import (
     rendered_series,
     thumbnail_instance,
 )
+from radserve.server.routes.retrieve.responses import multipart_response
 
 __all__ = [
     "DEFAULT_TRANSFER_SYNTAX",
@@ -49,6 +50,7 @@ __all__ = [
     "instance_url",
     "metadata_json",
     "metadata_response",
+    "multipart_response",
     "negotiate",
     "parse_frame_list",
     "parse_render_query",

@@ -35,6 +35,7 @@ from pydicom.dataset import Dataset
 
 from radserve.dicom_io import (
     TRANSCODE_TARGETS,
+    native_dicom_model,
     read_instance,
     transcode,
     transcode_problem,
@@ -46,6 +47,7 @@ from radserve.server.metadata_cache import ROOT_PLACEHOLDER, MetadataCache
 from radserve.server.routes.multipart import closing_delimiter, new_boundary, part_header
 from radserve.server.routes.retrieve.accept import MULTIPART, Offer, negotiate
 from radserve.server.routes.retrieve.pixels import pixel_layout
+from radserve.server.routes.retrieve.responses import multipart_response
 from radserve.server.store.batch import StoredInstance
 
 DICOM_JSON = "application/dicom+json"
@@ -55,7 +57,8 @@ BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 DICOM = "application/dicom"
 # transfer-syntax=*: each instance as stored (Implicit VR Little Endian as Explicit).
 AS_STORED = Offer(MULTIPART, DICOM, "*")
-METADATA_OFFERS = (Offer(DICOM_JSON), Offer("application/json"))
+DICOM_XML = "application/dicom+xml"
+METADATA_OFFERS = (Offer(DICOM_JSON), Offer("application/json"), Offer(MULTIPART, DICOM_XML))
 
 TagPath = tuple[str, ...]
 """A value's place in a data set: tags (8 hex digits) and, between them, item indices."""
@@ -183,24 +186,33 @@ def metadata_response(
     max_bytes: int,
     cache: MetadataCache | None = None,
 ) -> StreamingResponse:
-    """The metadata of ``instances`` as a DICOM JSON array, streamed; each instance's text
-    from ``cache`` when it holds it."""
-    negotiate(accept, METADATA_OFFERS)
+    """The metadata of ``instances`` as a DICOM JSON array, or as PS3.19 XML, one
+    ``multipart/related`` part per instance; streamed, each instance's JSON from ``cache``
+    when it holds it."""
+    offer = negotiate(accept, METADATA_OFFERS)
     root = json.dumps(base, ensure_ascii=False)[1:-1]  # as it reads inside a JSON string
 
     def build(instance: StoredInstance) -> str:
         item = metadata_json(instance, ROOT_PLACEHOLDER, max_bytes=max_bytes)
         return json.dumps(item, ensure_ascii=False)
 
+    def text_of(instance: StoredInstance) -> str:
+        text = (
+            build(instance)
+            if cache is None
+            else cache.text(instance, functools.partial(build, instance))
+        )
+        return text.replace(ROOT_PLACEHOLDER, root)
+
+    if offer.part_type == DICOM_XML:
+        return multipart_response(
+            DICOM_XML, ((DICOM_XML, native_dicom_model(json.loads(text_of(i)))) for i in instances)
+        )
+
     def body() -> Iterator[bytes]:
         yield b"["
         for k, instance in enumerate(instances):
-            if cache is None:
-                text = build(instance)
-            else:
-                text = cache.text(instance, functools.partial(build, instance))
-            text = text.replace(ROOT_PLACEHOLDER, root)
-            yield (("," if k else "") + text).encode("utf-8")
+            yield (("," if k else "") + text_of(instance)).encode("utf-8")
         yield b"]"
 
     return StreamingResponse(body(), media_type=DICOM_JSON)
