@@ -35,6 +35,7 @@ from radserve.dicom_io.reading.transfer_syntax import (
     DEFLATED_IMAGE_FRAME_COMPRESSION,
     ENCAPSULATED_UNCOMPRESSED_EXPLICIT_VR_LITTLE_ENDIAN,
     check_transfer_syntax,
+    is_encapsulated,
     supported_transfer_syntaxes,
     transfer_syntax_name,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "group_series",
     "header_and_location",
     "image_series_from_instances",
+    "is_encapsulated",
     "iter_instance_headers",
     "iter_instances",
     "read_image_series",

@@ -1,5 +1,10 @@
 """STOW-RS (PS3.18 10.5): ``POST /dicomweb/studies[/{study}]``.
 
+Instances come as DICOM files (``multipart/related; type="application/dicom"``, below) or as
+DICOM JSON metadata with bulk data parts (``type="application/dicom+json"``,
+:mod:`radserve.server.routes.stow_json`); both end in the same batch, with the same
+validation, durability and answer.
+
 The body (``multipart/related; type="application/dicom"``) is streamed: chunks are gathered
 to about a megabyte and handed to a worker thread, which parses them and writes each part
 into a staging file of the store; a complete part is validated at once. All parts of a
@@ -58,7 +63,9 @@ from radserve.server.routes.multipart import (
     PartStart,
     parse_media_type,
 )
+from radserve.server.routes.stow_json import DICOM_JSON, JsonStowSession
 from radserve.server.settings import Role
+from radserve.server.store.batch import BatchOutcome
 from radserve.server.store.instances import (
     DuplicateInstanceError,
     FailedInstance,
@@ -182,7 +189,7 @@ class StowSession:
         self._batch.abort()
 
 
-def _boundary(content_type: str | None) -> str:
+def _boundary(content_type: str | None) -> tuple[str, str]:
     if not content_type:
         raise UnsupportedMediaTypeError(
             'STOW-RS needs Content-Type: multipart/related; type="application/dicom"'
@@ -193,14 +200,15 @@ def _boundary(content_type: str | None) -> str:
             f'STOW-RS accepts multipart/related; type="application/dicom", not {media_type.type}'
         )
     part_type = media_type.parameters.get("type", "application/dicom").lower()
-    if part_type != "application/dicom":
+    if part_type not in ("application/dicom", DICOM_JSON):
         raise UnsupportedMediaTypeError(
-            f"STOW-RS accepts parts of type application/dicom, not {part_type}"
+            f"STOW-RS accepts parts of type application/dicom, or {DICOM_JSON} metadata "
+            f"with bulk data, not {part_type}"
         )
     boundary = media_type.parameters.get("boundary")
     if not boundary:
         raise MalformedRequestError("multipart/related Content-Type has no boundary")
-    return boundary
+    return boundary, part_type
 
 
 def _check_declared_length(request: Request, limit: int) -> None:
@@ -216,7 +224,7 @@ def _check_declared_length(request: Request, limit: int) -> None:
 
 
 async def _receive(
-    request: Request, session: StowSession, limit: int, idle_timeout_s: float
+    request: Request, session: StowSession | JsonStowSession, limit: int, idle_timeout_s: float
 ) -> StowResult:
     received = 0
     pending = bytearray()
@@ -231,7 +239,8 @@ async def _receive(
             await anyio.to_thread.run_sync(session.feed, data)
     if pending:
         await anyio.to_thread.run_sync(session.feed, bytes(pending))
-    return await anyio.to_thread.run_sync(session.finish)
+    outcome: StowResult | BatchOutcome = await anyio.to_thread.run_sync(session.finish)
+    return StowResult(outcome.stored, outcome.failed)
 
 
 async def _store(request: Request, state: ServerState, study_instance_uid: str | None) -> Response:
@@ -241,10 +250,11 @@ async def _store(request: Request, state: ServerState, study_instance_uid: str |
         raise ServiceBusyError(
             "the server is busy; retry later", retry_after_s=max(1, math.ceil(retry_after_s))
         )
-    boundary = _boundary(request.headers.get("content-type"))
+    boundary, part_type = _boundary(request.headers.get("content-type"))
     limit = context.settings.max_request_bytes
     _check_declared_length(request, limit)
-    session = StowSession(context.store, boundary=boundary, study_instance_uid=study_instance_uid)
+    session_type = JsonStowSession if part_type == DICOM_JSON else StowSession
+    session = session_type(context.store, boundary=boundary, study_instance_uid=study_instance_uid)
     try:
         result = await _receive(request, session, limit, context.settings.body_idle_timeout_s)
     except BaseException:
