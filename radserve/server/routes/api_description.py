@@ -81,7 +81,8 @@ STOW_RESPONSES: dict[int | str, dict[str, Any]] = {
 STOW_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": 'multipart/related; type="application/dicom", one instance per part',
+        "description": 'multipart/related; type="application/dicom" (one instance a part) or '
+        'type="application/dicom+json" (metadata, then bulk data parts by Content-Location)',
         "content": {MULTIPART_RELATED: {"schema": _BINARY}},
     }
 }
