@@ -152,6 +152,7 @@ from radserve.dicom_io.sr import (
 from radserve.dicom_io.transcoding import (
     TRANSCODE_TARGETS,
     TranscodingError,
+    native_pixel_data,
     transcode,
     transcode_problem,
     web_transfer_syntax,
@@ -270,6 +271,7 @@ __all__ = [
     "measure_segments",
     "native_bytes",
     "native_dicom_model",
+    "native_pixel_data",
     "read_frame",
     "read_image_file",
     "read_image_series",

@@ -29,6 +29,7 @@ from radserve.dicom_io.frames import (
     decode_frame_array,
     native_bytes,
     read_pixel_layout,
+    read_pixel_value,
 )
 from radserve.dicom_io.reading.transfer_syntax import transfer_syntax_name
 
@@ -134,6 +135,29 @@ def transcode(path: Path, target: str, *, max_bytes: int) -> bytes:
     except Exception as exc:  # the encoders raise many types
         raise TranscodingError(f"cannot encode as {transfer_syntax_name(target)}: {exc}") from exc
     return _encode(ds, target)
+
+
+def native_pixel_data(path: Path, *, max_bytes: int) -> bytes | None:
+    """The instance's Pixel Data as native little endian bytes, every frame (decoded when
+    compressed; 1-bit frames packed on from one to the next); ``None`` without pixel data.
+
+    Raises:
+        TranscodingError: No codec decodes its syntax.
+        InstanceTooLargeError: The decoded pixels exceed ``max_bytes``.
+    """
+    layout = read_pixel_layout(path)
+    if layout is None:
+        return None
+    if not layout.encapsulated and layout.seekable:
+        return read_pixel_value(path, layout)
+    if layout.encapsulated and not can_decode(layout):
+        raise TranscodingError(
+            f"no codec is installed to decode {transfer_syntax_name(layout.transfer_syntax_uid)}"
+        )
+    frames = _decoded_frames(path, layout, max_bytes=max_bytes)
+    if layout.bits == 1:
+        return native_bytes(np.concatenate([f.ravel() for f in frames]), 1)
+    return b"".join(native_bytes(frame, layout.bits) for frame in frames)
 
 
 def _decoded_frames(path: Path, layout: PixelLayout, *, max_bytes: int) -> list[np.ndarray]:

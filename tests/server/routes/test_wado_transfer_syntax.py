@@ -127,3 +127,30 @@ async def test_what_cannot_be_sent_is_406_naming_it(
     with_q = f"{DICOM}; transfer-syntax={JPEGLSLossless}; q=0.5, {DICOM}; q=0.9"
     [(syntax, _, _)] = _instances(await _retrieve(client, instance_path(stored), with_q))
     assert syntax == ExplicitVRLittleEndian  # the higher q
+
+
+async def test_the_bulk_data_of_instances_is_their_native_pixel_data(
+    client: httpx.AsyncClient, demo_stored: list[Path], demo_files: list[Path]
+) -> None:
+    """PS3.18 Table 8.7.3-2: ``multipart/related; type="application/octet-stream"`` on a
+    Study, Series or Instance resource; here one part per instance with pixels (the RT
+    Structure Set has none), native even where the instance is stored compressed."""
+    octet = 'multipart/related; type="application/octet-stream"'
+    stored = pydicom.dcmread(demo_stored[0])
+    response = await _retrieve(client, instance_path(stored), octet)
+    assert response.status_code == 200, response.text
+    [(headers, data)] = multipart_parts(response)
+    assert (
+        headers["content-type"]
+        == f"application/octet-stream; transfer-syntax={ExplicitVRLittleEndian}"
+    )
+    assert data == stored.PixelData
+    study = await _retrieve(client, f"/dicomweb/studies/{stored.StudyInstanceUID}", octet)
+    assert len(multipart_parts(study)) == len(demo_stored) - 1
+    compressed = pydicom.dcmread(demo_files[2])
+    compressed.SOPInstanceUID = compressed.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    expected = compressed.pixel_array.astype("<i2").tobytes()
+    compressed.compress(JPEGLSLossless, encoding_plugin="pyjpegls")
+    await stow(client, [dicom_bytes(compressed)])
+    [(_, data)] = multipart_parts(await _retrieve(client, instance_path(compressed), octet))
+    assert data == expected

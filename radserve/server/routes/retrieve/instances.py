@@ -36,6 +36,7 @@ from pydicom.dataset import Dataset
 from radserve.dicom_io import (
     TRANSCODE_TARGETS,
     native_dicom_model,
+    native_pixel_data,
     read_instance,
     transcode,
     transcode_problem,
@@ -45,7 +46,12 @@ from radserve.dicom_io import (
 from radserve.server.errors import NotAcceptableError
 from radserve.server.metadata_cache import ROOT_PLACEHOLDER, MetadataCache
 from radserve.server.routes.multipart import closing_delimiter, new_boundary, part_header
-from radserve.server.routes.retrieve.accept import MULTIPART, Offer, negotiate
+from radserve.server.routes.retrieve.accept import (
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    MULTIPART,
+    Offer,
+    negotiate,
+)
 from radserve.server.routes.retrieve.pixels import pixel_layout
 from radserve.server.routes.retrieve.responses import multipart_response
 from radserve.server.store.batch import StoredInstance
@@ -57,6 +63,9 @@ BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 DICOM = "application/dicom"
 # transfer-syntax=*: each instance as stored (Implicit VR Little Endian as Explicit).
 AS_STORED = Offer(MULTIPART, DICOM, "*")
+OCTET_STREAM = "application/octet-stream"
+# The instances' bulk data: their Pixel Data, native (PS3.18 Table 8.7.3-2).
+PIXEL_DATA = Offer(MULTIPART, OCTET_STREAM, EXPLICIT_VR_LITTLE_ENDIAN)
 DICOM_XML = "application/dicom+xml"
 METADATA_OFFERS = (Offer(DICOM_JSON), Offer("application/json"), Offer(MULTIPART, DICOM_XML))
 
@@ -85,8 +94,11 @@ def retrieve_files(
     offers = [
         AS_STORED,
         *(Offer(MULTIPART, DICOM, uid) for uid in (*TRANSCODE_TARGETS, *stored)),
+        PIXEL_DATA,
     ]
     offer = negotiate(accept, list(dict.fromkeys(offers)), default=offers[1])
+    if offer == PIXEL_DATA:
+        return _pixel_data(instances, max_bytes=max_bytes)
     targets = [
         web_transfer_syntax(i.transfer_syntax_uid)
         if offer == AS_STORED
@@ -130,6 +142,28 @@ def retrieve_files(
         media_type=f'multipart/related; type="{DICOM}"; boundary={boundary}',
         headers=headers,
     )
+
+
+def _pixel_data(instances: Sequence[StoredInstance], *, max_bytes: int) -> StreamingResponse:
+    """The bulk data of the instances (``type="application/octet-stream"``, PS3.18 Table
+    8.7.3-2): each instance's Pixel Data, native, one part each; none for an instance
+    without pixels."""
+    with_pixels = [i for i in instances if pixel_layout(i) is not None]
+    for instance in with_pixels:
+        problem = transcode_problem(
+            instance.path,
+            instance.transfer_syntax_uid,
+            EXPLICIT_VR_LITTLE_ENDIAN,
+            max_bytes=max_bytes,
+        )
+        if problem is not None:
+            raise NotAcceptableError(
+                f"the pixel data of instance {instance.sop_instance_uid} cannot be sent "
+                f"native: {problem}"
+            )
+    part_type = PIXEL_DATA.part_content_type
+    pixels = (native_pixel_data(i.path, max_bytes=max_bytes) or b"" for i in with_pixels)
+    return multipart_response(OCTET_STREAM, ((part_type, data) for data in pixels))
 
 
 def _part_type(transfer_syntax_uid: str) -> str:
