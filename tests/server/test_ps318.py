@@ -14,9 +14,15 @@ import httpx
 import pydicom
 import pytest
 
-from radserve.server import MultipartParser, PartData, PartStart, create_app
+from radserve.server import create_app
 from tests.live_server import serving
-from tests.server.routes.conftest import DICOM_MULTIPART, auth, make_settings, multipart
+from tests.server.routes.conftest import (
+    DICOM_MULTIPART,
+    auth,
+    make_settings,
+    multipart,
+    multipart_parts,
+)
 
 EXPLICIT = "1.2.840.10008.1.2.1"
 DICOM = 'multipart/related; type="application/dicom"'
@@ -54,15 +60,7 @@ def _path(ds: pydicom.Dataset) -> str:
 
 def _parts(response: httpx.Response) -> list[tuple[dict[str, str], bytes]]:
     assert response.status_code == 200, response.text
-    parser = MultipartParser(response.headers["content-type"].rsplit("boundary=", 1)[1])
-    parts: list[tuple[dict[str, str], bytes]] = []
-    for event in parser.feed(response.content):
-        if isinstance(event, PartStart):
-            parts.append((dict(event.headers), b""))
-        elif isinstance(event, PartData):
-            parts[-1] = (parts[-1][0], parts[-1][1] + event.data)
-    parser.close()
-    return parts
+    return multipart_parts(response)
 
 
 def test_10_5_stow_answers_with_the_referenced_sops_and_their_urls(
