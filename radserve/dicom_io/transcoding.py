@@ -21,6 +21,7 @@ import numpy as np
 import pydicom
 from pydicom import uid as pydicom_uid
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.pixels.encoders.base import get_encoder
 
 from radserve.dicom_io.errors import DicomIOError, InstanceTooLargeError
 from radserve.dicom_io.frames import (
@@ -135,6 +136,54 @@ def transcode(path: Path, target: str, *, max_bytes: int) -> bytes:
     except Exception as exc:  # the encoders raise many types
         raise TranscodingError(f"cannot encode as {transfer_syntax_name(target)}: {exc}") from exc
     return _encode(ds, target)
+
+
+def frame_encoding_problem(layout: PixelLayout, target: str) -> str | None:
+    """Why frames of ``layout`` cannot be re-encoded as ``target`` (one of
+    :data:`LOSSLESS_ENCODERS`), or ``None`` when they can."""
+    if target not in LOSSLESS_ENCODERS:
+        return f"radserve does not write {transfer_syntax_name(target)}"
+    if layout.encapsulated and not can_decode(layout):
+        return f"no codec is installed to decode {transfer_syntax_name(layout.transfer_syntax_uid)}"
+    if layout.transfer_syntax_uid not in _LOSSLESS_SOURCES:
+        return "a lossy frame is not re-encoded losslessly"
+    if layout.bits == 1 or (target != str(pydicom_uid.RLELossless) and layout.bits > 16):
+        return f"{transfer_syntax_name(target)} does not take {layout.bits}-bit samples here"
+    return None
+
+
+def encode_frame(frame: np.ndarray, layout: PixelLayout, target: str) -> bytes:
+    """One decoded frame (as :func:`~radserve.dicom_io.decode_frame_array` gives it) as a
+    ``target`` codestream, losslessly (decoded colour is RGB).
+
+    Raises:
+        TranscodingError: The encoder refuses it (see :func:`frame_encoding_problem`).
+    """
+    problem = frame_encoding_problem(layout, target)
+    if problem is not None:
+        raise TranscodingError(problem)
+    pixel = layout.pixel
+    samples = int(pixel["samples_per_pixel"])
+    photometric = (
+        "RGB" if layout.encapsulated and samples == 3 else str(pixel["photometric_interpretation"])
+    )
+    try:
+        data: bytes = get_encoder(target).encode(
+            np.ascontiguousarray(frame),
+            encoding_plugin=LOSSLESS_ENCODERS[target],
+            rows=int(pixel["rows"]),
+            columns=int(pixel["columns"]),
+            samples_per_pixel=samples,
+            bits_allocated=layout.bits,
+            bits_stored=int(pixel["bits_stored"]),
+            pixel_representation=int(pixel["pixel_representation"]),
+            photometric_interpretation=photometric,
+            planar_configuration=0,
+            number_of_frames=1,
+        )
+    except Exception as exc:  # the encoders raise many types
+        raise TranscodingError(f"cannot encode as {transfer_syntax_name(target)}: {exc}") from exc
+    return data
 
 
 def native_pixel_data(path: Path, *, max_bytes: int) -> bytes | None:

@@ -154,3 +154,44 @@ async def test_the_bulk_data_of_instances_is_their_native_pixel_data(
     await stow(client, [dicom_bytes(compressed)])
     [(_, data)] = multipart_parts(await _retrieve(client, instance_path(compressed), octet))
     assert data == expected
+
+
+@pytest.mark.parametrize(
+    ("media_type", "target"),
+    [
+        ("image/jls", JPEGLSLossless),
+        ("image/jp2", JPEG2000Lossless),
+        ("image/dicom-rle", RLELossless),
+        ("application/octet-stream", JPEGLSLossless),
+    ],
+)
+async def test_frames_are_re_encoded_losslessly_on_request(
+    client: httpx.AsyncClient, demo_stored: list[Path], media_type: str, target: str
+) -> None:
+    """PS3.18 8.7.3.5 for frames: a syntax radserve writes, asked for by media type and
+    transfer-syntax; decoding the frame gives the stored pixels back."""
+    from pydicom.encaps import encapsulate
+    from pydicom.pixels.decoders.base import get_decoder
+
+    stored = pydicom.dcmread(demo_stored[0])
+    accept = f'multipart/related; type="{media_type}"; transfer-syntax={target}'
+    response = await _retrieve(client, f"{instance_path(stored)}/frames/1", accept)
+    assert response.status_code == 200, response.text
+    [(headers, data)] = multipart_parts(response)
+    assert headers["content-type"] == f"{media_type}; transfer-syntax={target}"
+    decoded = get_decoder(target).as_array(
+        encapsulate([data]),
+        rows=stored.Rows,
+        columns=stored.Columns,
+        samples_per_pixel=1,
+        bits_allocated=16,
+        bits_stored=int(stored.BitsStored),
+        pixel_representation=int(stored.PixelRepresentation),
+        photometric_interpretation=str(stored.PhotometricInterpretation),
+        number_of_frames=1,
+        transfer_syntax_uid=target,
+    )[0]
+    np.testing.assert_array_equal(decoded.reshape(stored.pixel_array.shape), stored.pixel_array)
+    near = f'multipart/related; type="image/jls"; transfer-syntax={JPEGLSNearLossless}'
+    refused = await _retrieve(client, f"{instance_path(stored)}/frames/1", near)
+    assert refused.status_code == 406

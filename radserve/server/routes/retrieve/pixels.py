@@ -13,9 +13,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from radserve.dicom_io import (
+    LOSSLESS_ENCODERS,
     PixelLayout,
     can_decode,
     decode_frame_array,
+    encode_frame,
+    frame_encoding_problem,
     native_bytes,
     read_frame,
     read_pixel_layout,
@@ -83,18 +86,26 @@ def choose_frame_offer(accept: str | None, layout: PixelLayout) -> Offer:
     Native pixel data is sent as ``application/octet-stream`` in Explicit VR Little Endian.
     Encapsulated pixel data is sent as stored (the frame's media type or octet-stream, with
     the stored transfer syntax) where the Accept header allows it, else decoded to native;
-    the default (no Accept, ``*/*``) is native where a codec decodes it.
+    the default (no Accept, ``*/*``) is native where a codec decodes it. A lossless frame is
+    also re-encoded, on request, in the lossless syntaxes radserve writes (RLE, JPEG-LS,
+    JPEG 2000: :func:`~radserve.dicom_io.encode_frame`).
 
     Raises:
         NotAcceptableError: Neither is acceptable (or decoding is impossible).
     """
+    encoded = [
+        Offer(MULTIPART, media_type, uid)
+        for uid in LOSSLESS_ENCODERS
+        if uid != layout.transfer_syntax_uid and frame_encoding_problem(layout, uid) is None
+        for media_type in (IMAGE_TYPE_BY_TRANSFER_SYNTAX[uid], OCTET_STREAM)
+    ]
     if not layout.encapsulated:
-        return negotiate(accept, [NATIVE_OFFER])
+        return negotiate(accept, [NATIVE_OFFER, *encoded], default=NATIVE_OFFER)
     uid = layout.transfer_syntax_uid
     image_type = IMAGE_TYPE_BY_TRANSFER_SYNTAX.get(uid)
     stored = [Offer(MULTIPART, t, uid) for t in (image_type, OCTET_STREAM) if t is not None]
     decodable = can_decode(layout)
-    offers = [*stored, NATIVE_OFFER] if decodable else stored
+    offers = [*stored, NATIVE_OFFER, *encoded] if decodable else stored
     try:
         return negotiate(accept, offers, default=NATIVE_OFFER if decodable else stored[-1])
     except NotAcceptableError as exc:
@@ -107,7 +118,10 @@ def choose_frame_offer(accept: str | None, layout: PixelLayout) -> Offer:
 
 def frame_bytes(path: Path, layout: PixelLayout, offer: Offer, index: int) -> bytes:
     """Frame ``index`` (from 0) in the representation of ``offer``."""
-    if layout.encapsulated and offer.transfer_syntax_uid == EXPLICIT_VR_LITTLE_ENDIAN:
+    target = offer.transfer_syntax_uid
+    if target in LOSSLESS_ENCODERS and target != layout.transfer_syntax_uid:
+        return encode_frame(decode_frame_array(path, layout, index), layout, str(target))
+    if layout.encapsulated and target == EXPLICIT_VR_LITTLE_ENDIAN:
         return native_bytes(decode_frame_array(path, layout, index), layout.bits)
     return read_frame(path, layout, index)
 
