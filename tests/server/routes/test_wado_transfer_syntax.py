@@ -195,3 +195,34 @@ async def test_frames_are_re_encoded_losslessly_on_request(
     near = f'multipart/related; type="image/jls"; transfer-syntax={JPEGLSNearLossless}'
     refused = await _retrieve(client, f"{instance_path(stored)}/frames/1", near)
     assert refused.status_code == 406
+
+
+async def test_pixel_bulk_data_is_re_encoded_on_request(
+    client: httpx.AsyncClient, demo_stored: list[Path]
+) -> None:
+    """PS3.18 8.7.3.3.2: compressed bulk data, a part per frame; here JPEG-LS Lossless of a
+    native CT, which decodes to the stored pixels."""
+    from pydicom.encaps import encapsulate
+    from pydicom.pixels.decoders.base import get_decoder
+
+    stored = pydicom.dcmread(demo_stored[0])
+    accept = f'multipart/related; type="image/jls"; transfer-syntax={JPEGLSLossless}'
+    response = await _retrieve(client, f"{instance_path(stored)}/bulkdata/7FE00010", accept)
+    [(headers, data)] = multipart_parts(response)
+    assert headers["content-type"] == f"image/jls; transfer-syntax={JPEGLSLossless}"
+    decoded = get_decoder(JPEGLSLossless).as_array(
+        encapsulate([data]),
+        rows=stored.Rows,
+        columns=stored.Columns,
+        samples_per_pixel=1,
+        bits_allocated=16,
+        bits_stored=int(stored.BitsStored),
+        pixel_representation=int(stored.PixelRepresentation),
+        photometric_interpretation="MONOCHROME2",
+        number_of_frames=1,
+        transfer_syntax_uid=JPEGLSLossless,
+    )[0]
+    np.testing.assert_array_equal(decoded.reshape(stored.pixel_array.shape), stored.pixel_array)
+    native = await _retrieve(client, f"{instance_path(stored)}/bulkdata/7FE00010")
+    [(_, value)] = multipart_parts(native)
+    assert value == stored.PixelData

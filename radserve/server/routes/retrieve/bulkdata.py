@@ -8,7 +8,9 @@ item 0 of a sequence. The answer is ``multipart/related`` (PS3.18 8.7.3.3):
 * encapsulated Pixel Data: PS3.18 8.7.3.3.2 (compressed bulk data) sends each frame as its
   own part in the stored transfer syntax, the frame's compressed bitstream without the
   item encapsulation; where the Accept header asks for uncompressed bulk data, the frames
-  are decoded and sent as one native value.
+  are decoded and sent as one native value;
+* Pixel Data asked for in another lossless syntax radserve writes (RLE, JPEG-LS, JPEG 2000
+  Lossless): a part per frame, re-encoded (as for frames).
 
 A tag the instance does not have answers 404.
 """
@@ -22,10 +24,8 @@ from pydicom.dataset import Dataset
 
 from radserve.dicom_io import (
     PIXEL_DATA_TAG,
-    decode_frame_array,
-    native_bytes,
+    native_pixel_data,
     read_instance,
-    read_pixel_value,
 )
 from radserve.server.errors import ResourceNotFoundError
 from radserve.server.routes.retrieve.accept import MULTIPART, Offer, negotiate
@@ -67,7 +67,7 @@ def bulkdata_response(
     """
     parts = _parse_path(tag_path)
     if len(parts) == 1 and int(parts[0], 16) == PIXEL_DATA_TAG:
-        return _pixel_data(accept, instance)
+        return _pixel_data(accept, instance, max_bytes=max_bytes)
     negotiate(accept, [_VALUE_OFFER], default=_VALUE_OFFER)
     ds = read_instance(instance.path, stop_before_pixels=False, max_bytes=max_bytes)
     value = _find(ds, parts)
@@ -88,18 +88,13 @@ def _find(ds: Dataset, parts: list[str]) -> bytes:
     return bytes(element.value)
 
 
-def _pixel_data(accept: str | None, instance: StoredInstance) -> Response:
+def _pixel_data(accept: str | None, instance: StoredInstance, *, max_bytes: int) -> Response:
+    """The Pixel Data: native in one part (decoded where stored compressed), or a part per
+    frame as stored or re-encoded (the frames' negotiation, :func:`choose_frame_offer`)."""
     layout = image_layout(instance)
-    if not layout.encapsulated:
-        offer = negotiate(accept, [NATIVE_OFFER])
-        value = read_pixel_value(instance.path, layout)
-        return multipart_response(OCTET_STREAM, [(offer.part_content_type, value)])
     offer = choose_frame_offer(accept, layout)
-    indices = range(layout.number_of_frames)
     if offer == NATIVE_OFFER:
-        value = b"".join(
-            native_bytes(decode_frame_array(instance.path, layout, k), layout.bits) for k in indices
-        )
+        value = native_pixel_data(instance.path, max_bytes=max_bytes) or b""
         return multipart_response(OCTET_STREAM, [(offer.part_content_type, value)])
-    frames = iter_frames(instance.path, layout, offer, indices)
+    frames = iter_frames(instance.path, layout, offer, range(layout.number_of_frames))
     return multipart_response(str(offer.part_type), ((offer.part_content_type, f) for f in frames))
