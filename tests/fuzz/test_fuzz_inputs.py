@@ -176,3 +176,63 @@ def test_hostile_job_bodies_get_4xx(values: dict[str, object]) -> None:
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+_JSON_BOUNDARY = "radserve-json-fuzz"
+
+
+async def _stow_json_once(metadata: bytes, bulk: list[bytes]) -> tuple[int, int]:
+    """STOW of DICOM JSON ``metadata`` with ``bulk`` parts: (status, staging files left)."""
+    chunks = [
+        f"--{_JSON_BOUNDARY}\r\nContent-Type: application/dicom+json\r\n\r\n".encode()
+        + metadata
+        + b"\r\n"
+    ]
+    for k, data in enumerate(bulk):
+        head = (
+            f"--{_JSON_BOUNDARY}\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Location: bulk/{k}\r\n\r\n"
+        )
+        chunks.append(head.encode() + data + b"\r\n")
+    body = b"".join(chunks) + f"--{_JSON_BOUNDARY}--\r\n".encode()
+    content_type = f'multipart/related; type="application/dicom+json"; boundary={_JSON_BOUNDARY}'
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(make_settings(Path(tmp)))
+        try:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                response = await client.post(
+                    "/dicomweb/studies",
+                    content=body,
+                    headers={**auth("submitter"), "Content-Type": content_type},
+                )
+            left = len(list((app.state.radserve.store.data_dir / "tmp").iterdir()))
+            return response.status_code, left
+        finally:
+            app.state.radserve.store.close()
+
+
+_SEED_JSON = pydicom.dcmread(io.BytesIO(SEED), stop_before_pixels=True).to_json_dict()
+_DICOM_JSON_ITEM = st.fixed_dictionaries(
+    {},
+    optional={
+        tag: st.one_of(st.just(value), _JSON, st.just({"vr": "OB", "BulkDataURI": "bulk/0"}))
+        for tag, value in list(_SEED_JSON.items())[:12]
+    },
+)
+
+
+@FUZZ
+@given(
+    items=st.lists(_DICOM_JSON_ITEM | _JSON, max_size=3),
+    bulk=st.lists(st.binary(max_size=64), max_size=2),
+    nesting=st.integers(0, 3000),
+)
+def test_stow_of_hostile_json_metadata_never_answers_5xx(
+    items: list[object], bulk: list[bytes], nesting: int
+) -> None:
+    """STOW-RS of DICOM JSON (PS3.18 10.5.1.2.2): mutated data sets, garbage, deep nesting."""
+    metadata = json.dumps(items).encode() if nesting < 2000 else b"[" * nesting * 50
+    status, left = asyncio.run(_stow_json_once(metadata, bulk))
+    assert status in (200, 202, 400, 409), status
+    assert left == 0

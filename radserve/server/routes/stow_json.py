@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import tempfile
 from typing import IO, Any
 
@@ -121,7 +122,7 @@ class JsonStowSession:
         self._parser.close()
         try:
             items = json.loads(bytes(self._metadata or b""))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: hostile nesting
             raise MalformedRequestError("the metadata part is not JSON") from exc
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise MalformedRequestError("the metadata part must be a JSON array of data sets")
@@ -164,8 +165,11 @@ class JsonStowSession:
                 {t: v for t, v in item.items() if not t.startswith("0002")},
                 bulk_data_uri_handler=bulk,
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidDicomError(f"the instance's DICOM JSON cannot be read: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+            # The exception's text may quote a value (patient data): its type only.
+            raise InvalidDicomError(
+                f"the instance's DICOM JSON cannot be read ({type(exc).__name__})"
+            ) from exc
         pixel_part = self._part(_uri(item, "7FE00010")) if _uri(item, "7FE00010") else None
         syntax = _uid(item, "00020010") or (
             pixel_part.transfer_syntax_uid if pixel_part is not None else None
@@ -183,8 +187,10 @@ class JsonStowSession:
         buffer = io.BytesIO()
         try:
             ds.save_as(buffer, enforce_file_format=True)
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise InvalidDicomError(f"the instance cannot be encoded: {exc}") from exc
+        except (AttributeError, TypeError, ValueError, OverflowError, struct.error) as exc:
+            raise InvalidDicomError(
+                f"the instance cannot be encoded as DICOM ({type(exc).__name__})"
+            ) from exc
         return buffer.getvalue()
 
     def _part(self, uri: str) -> _Part:
@@ -205,9 +211,14 @@ class JsonStowSession:
 
 
 def _uid(item: dict[str, Any], tag: str) -> str:
-    values = item.get(tag, {}).get("Value") or [""]
-    return str(values[0])
+    """The first value of ``tag`` when it is a string (``""`` for anything else)."""
+    element = item.get(tag)
+    values = element.get("Value") if isinstance(element, dict) else None
+    first = values[0] if isinstance(values, list) and values else ""
+    return first if isinstance(first, str) else ""
 
 
 def _uri(item: dict[str, Any], tag: str) -> str:
-    return str(item.get(tag, {}).get("BulkDataURI") or "")
+    element = item.get(tag)
+    uri = element.get("BulkDataURI") if isinstance(element, dict) else None
+    return uri if isinstance(uri, str) else ""
