@@ -13,6 +13,8 @@ import httpx
 import numpy as np
 import pydicom
 import pytest
+from pydicom.encaps import encapsulate
+from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -38,6 +40,23 @@ async def _retrieve(
 ) -> httpx.Response:
     headers = {**READ, **({"Accept": accept} if accept else {})}
     return await client.get(path, headers=headers)
+
+
+def _assert_decodes_to(frame: bytes, syntax: str, stored: pydicom.Dataset) -> None:
+    """``frame``, a codestream in ``syntax``, decodes to the single frame of ``stored``."""
+    decoded = get_decoder(syntax).as_array(
+        encapsulate([frame]),
+        rows=stored.Rows,
+        columns=stored.Columns,
+        samples_per_pixel=1,
+        bits_allocated=16,
+        bits_stored=int(stored.BitsStored),
+        pixel_representation=int(stored.PixelRepresentation),
+        photometric_interpretation=str(stored.PhotometricInterpretation),
+        number_of_frames=1,
+        transfer_syntax_uid=syntax,
+    )[0]
+    np.testing.assert_array_equal(decoded.reshape(stored.pixel_array.shape), stored.pixel_array)
 
 
 def _instances(response: httpx.Response) -> list[tuple[str, pydicom.Dataset, bytes]]:
@@ -170,28 +189,13 @@ async def test_frames_are_re_encoded_losslessly_on_request(
 ) -> None:
     """PS3.18 8.7.3.5 for frames: a syntax radserve writes, asked for by media type and
     transfer-syntax; decoding the frame gives the stored pixels back."""
-    from pydicom.encaps import encapsulate
-    from pydicom.pixels.decoders.base import get_decoder
-
     stored = pydicom.dcmread(demo_stored[0])
     accept = f'multipart/related; type="{media_type}"; transfer-syntax={target}'
     response = await _retrieve(client, f"{instance_path(stored)}/frames/1", accept)
     assert response.status_code == 200, response.text
     [(headers, data)] = multipart_parts(response)
     assert headers["content-type"] == f"{media_type}; transfer-syntax={target}"
-    decoded = get_decoder(target).as_array(
-        encapsulate([data]),
-        rows=stored.Rows,
-        columns=stored.Columns,
-        samples_per_pixel=1,
-        bits_allocated=16,
-        bits_stored=int(stored.BitsStored),
-        pixel_representation=int(stored.PixelRepresentation),
-        photometric_interpretation=str(stored.PhotometricInterpretation),
-        number_of_frames=1,
-        transfer_syntax_uid=target,
-    )[0]
-    np.testing.assert_array_equal(decoded.reshape(stored.pixel_array.shape), stored.pixel_array)
+    _assert_decodes_to(data, target, stored)
     near = f'multipart/related; type="image/jls"; transfer-syntax={JPEGLSNearLossless}'
     refused = await _retrieve(client, f"{instance_path(stored)}/frames/1", near)
     assert refused.status_code == 406
@@ -202,27 +206,12 @@ async def test_pixel_bulk_data_is_re_encoded_on_request(
 ) -> None:
     """PS3.18 8.7.3.3.2: compressed bulk data, a part per frame; here JPEG-LS Lossless of a
     native CT, which decodes to the stored pixels."""
-    from pydicom.encaps import encapsulate
-    from pydicom.pixels.decoders.base import get_decoder
-
     stored = pydicom.dcmread(demo_stored[0])
     accept = f'multipart/related; type="image/jls"; transfer-syntax={JPEGLSLossless}'
     response = await _retrieve(client, f"{instance_path(stored)}/bulkdata/7FE00010", accept)
     [(headers, data)] = multipart_parts(response)
     assert headers["content-type"] == f"image/jls; transfer-syntax={JPEGLSLossless}"
-    decoded = get_decoder(JPEGLSLossless).as_array(
-        encapsulate([data]),
-        rows=stored.Rows,
-        columns=stored.Columns,
-        samples_per_pixel=1,
-        bits_allocated=16,
-        bits_stored=int(stored.BitsStored),
-        pixel_representation=int(stored.PixelRepresentation),
-        photometric_interpretation="MONOCHROME2",
-        number_of_frames=1,
-        transfer_syntax_uid=JPEGLSLossless,
-    )[0]
-    np.testing.assert_array_equal(decoded.reshape(stored.pixel_array.shape), stored.pixel_array)
+    _assert_decodes_to(data, JPEGLSLossless, stored)
     native = await _retrieve(client, f"{instance_path(stored)}/bulkdata/7FE00010")
     [(_, value)] = multipart_parts(native)
     assert value == stored.PixelData
